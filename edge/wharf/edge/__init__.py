@@ -1,0 +1,1 @@
+"""The edge router (issue 4): capability routing, canaries, switches, streaming proxy."""

@@ -1,0 +1,281 @@
+"""`LocalStorage`: a directory tree on local disk, Quay's layout.
+
+Writes land in a temporary file beside the target and are renamed into place only once
+complete and flushed, so a crash never leaves a half-written object under its final key. All
+file I/O runs in the default thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, ParamSpec, TypeVar
+
+from wharf.storage.base import READ_CHUNK_SIZE, BaseDriver
+from wharf.storage.errors import (
+    BackendError,
+    BackendUnavailable,
+    InvalidUpload,
+    ObjectNotFound,
+    StorageConfigError,
+    StorageError,
+)
+from wharf.storage.keys import UPLOADS, upload_path
+from wharf.storage.params import LocalStorageParams
+from wharf.storage.protocol import ChunkResult, JSONDict, ObjectInfo, StorageDriver
+from wharf.storage.streams import coalesce
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+WRITE_BLOCK_SIZE = 1024 * 1024
+PARTIAL_SUFFIX = ".partial"
+
+
+async def _io(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, lambda: func(*args, **kwargs))
+
+
+class LocalStorage(BaseDriver):
+    driver_name = "LocalStorage"
+
+    def __init__(self, location: str, params: LocalStorageParams) -> None:
+        super().__init__(location)
+        self.root = Path(params.storage_path).absolute()
+
+    def _file(self, path: str) -> Path:
+        return self.root / path
+
+    def _translate(self, exc: Exception, path: str | None) -> StorageError:
+        if isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError):
+            return ObjectNotFound(f"no such object: {path}")
+        if isinstance(exc, PermissionError):
+            return StorageConfigError(f"permission denied under {self.root}: {exc.strerror}")
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            return BackendUnavailable(f"disk error: {exc.strerror}")
+        return BackendError(f"{type(exc).__name__}: {exc}")
+
+    # -- objects ---------------------------------------------------------------------------
+
+    async def _do_put_content(self, path: str, content: bytes) -> None:
+        await _io(self._write_atomically, self._file(path), [content])
+
+    async def _do_stream_read(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncIterator[bytes]:
+        handle = await _io(open, self._file(path), "rb", buffering=0)
+        try:
+            if offset:
+                await _io(handle.seek, offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                want = READ_CHUNK_SIZE if remaining is None else min(READ_CHUNK_SIZE, remaining)
+                chunk = await _io(handle.read, want)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await _io(handle.close)
+
+    async def _do_stream_write(
+        self,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str | None,
+        content_encoding: str | None,
+    ) -> int:
+        target = self._file(path)
+        partial = await _io(self._open_partial, target)
+        written = 0
+        try:
+            async for block in coalesce(chunks, WRITE_BLOCK_SIZE):
+                written += await _io(partial.write, block)
+            await _io(self._commit_partial, partial, target)
+        except BaseException:
+            await _io(self._discard_partial, partial)
+            raise
+        return written
+
+    async def _do_get_content(self, path: str) -> bytes:
+        return await _io(self._file(path).read_bytes)
+
+    async def _do_stat(self, path: str) -> ObjectInfo:
+        info = await _io(self._file(path).stat)
+        if not stat.S_ISREG(info.st_mode):
+            raise ObjectNotFound(f"no such object: {path}")
+        return ObjectInfo(
+            size=info.st_size, last_modified=datetime.fromtimestamp(info.st_mtime, UTC)
+        )
+
+    async def _do_remove(self, path: str) -> None:
+        await _io(self._remove_tree_or_file, self._file(path))
+
+    async def _do_get_checksum(self, path: str) -> str:
+        return (await _io(self._sha256_file, self._file(path)))[:7]
+
+    async def _do_copy_to_same_backend(self, destination: StorageDriver, path: str) -> bool:
+        if not isinstance(destination, LocalStorage):
+            return False
+        await _io(self._copy_file, self._file(path), destination._file(path))
+        return True
+
+    # -- chunked uploads (metadata is `{}`, as Quay stores it for local disk) --------------
+
+    async def _do_initiate_chunked_upload(self) -> tuple[str, JSONDict]:
+        upload_id = str(uuid.uuid4())
+        await _io(self._create_empty, self._file(upload_path(upload_id)))
+        return upload_id, {}
+
+    async def _do_upload_chunk(
+        self, upload_id: str, offset: int, chunks: AsyncIterable[bytes], metadata: JSONDict
+    ) -> ChunkResult:
+        handle = await _io(self._open_upload, upload_id, offset)
+        written = 0
+        try:
+            async for block in coalesce(chunks, WRITE_BLOCK_SIZE):
+                written += await _io(handle.write, block)
+            await _io(handle.flush)
+        except BaseException:
+            # Forget the partial chunk: the upload still ends at `offset`.
+            await _io(self._truncate_and_close, handle, offset)
+            raise
+        await _io(self._truncate_and_close, handle, offset + written)
+        return ChunkResult(written, {})
+
+    async def _do_complete_chunked_upload(
+        self, upload_id: str, final_path: str, metadata: JSONDict
+    ) -> None:
+        source = self._file(upload_path(upload_id))
+        if not await _io(source.is_file):
+            raise InvalidUpload(f"unknown upload {upload_id}")
+        await _io(self._move_into_place, source, self._file(final_path))
+
+    async def _do_cancel_chunked_upload(self, upload_id: str, metadata: JSONDict) -> None:
+        await _io(self._remove_tree_or_file, self._file(upload_path(upload_id)))
+
+    async def _do_clean_partial_uploads(self, older_than: timedelta) -> int:
+        return await _io(self._sweep, time.time() - older_than.total_seconds())
+
+    # -- blocking helpers: only ever called through `_io` ----------------------------------
+
+    def _open_partial(self, target: Path) -> IO[bytes]:
+        self._make_parent(target)
+        name = target.parent / f".{target.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        return open(name, "xb")
+
+    def _make_parent(self, target: Path) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocker = next(p for p in target.parents if p.is_file())
+            key = blocker.relative_to(self.root) if blocker.is_relative_to(self.root) else blocker
+            raise BackendError(f"{key} is an object, not a directory") from None
+
+    @staticmethod
+    def _commit_partial(partial: IO[bytes], target: Path) -> None:
+        partial.flush()
+        os.fsync(partial.fileno())
+        partial.close()
+        os.replace(partial.name, target)
+
+    @staticmethod
+    def _discard_partial(partial: IO[bytes]) -> None:
+        partial.close()
+        Path(partial.name).unlink(missing_ok=True)
+
+    def _write_atomically(self, target: Path, blocks: list[bytes]) -> None:
+        partial = self._open_partial(target)
+        try:
+            for block in blocks:
+                partial.write(block)
+            self._commit_partial(partial, target)
+        except BaseException:
+            self._discard_partial(partial)
+            raise
+
+    def _create_empty(self, target: Path) -> None:
+        self._make_parent(target)
+        target.touch(exist_ok=False)
+
+    def _open_upload(self, upload_id: str, offset: int) -> IO[bytes]:
+        name = self._file(upload_path(upload_id))
+        try:
+            handle = open(name, "r+b")  # noqa: SIM115 - closed by _truncate_and_close
+        except FileNotFoundError:
+            raise InvalidUpload(f"unknown upload {upload_id}") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise InvalidUpload(f"upload {upload_id} is receiving another chunk") from None
+        size = os.fstat(handle.fileno()).st_size
+        if offset != size:
+            handle.close()
+            raise InvalidUpload(f"chunk starts at byte {offset} but the upload holds {size} bytes")
+        handle.seek(offset)
+        return handle
+
+    @staticmethod
+    def _truncate_and_close(handle: IO[bytes], size: int) -> None:
+        try:
+            handle.truncate(size)
+        finally:
+            handle.close()
+
+    def _move_into_place(self, source: Path, target: Path) -> None:
+        self._make_parent(target)
+        with open(source, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(source, target)
+
+    def _copy_file(self, source: Path, target: Path) -> None:
+        partial = self._open_partial(target)
+        try:
+            with open(source, "rb") as handle:
+                shutil.copyfileobj(handle, partial, WRITE_BLOCK_SIZE)
+            self._commit_partial(partial, target)
+        except BaseException:
+            self._discard_partial(partial)
+            raise
+
+    @staticmethod
+    def _remove_tree_or_file(target: Path) -> None:
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+    @staticmethod
+    def _sha256_file(target: Path) -> str:
+        digest = hashlib.sha256()
+        with open(target, "rb") as handle:
+            while block := handle.read(WRITE_BLOCK_SIZE):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def _sweep(self, cutoff: float) -> int:
+        removed = 0
+        uploads = self.root / UPLOADS
+        candidates = list(uploads.iterdir()) if uploads.is_dir() else []
+        candidates += [p for p in self.root.rglob(f".*{PARTIAL_SUFFIX}") if p.is_file()]
+        for candidate in candidates:
+            try:
+                if candidate.is_file() and candidate.stat().st_mtime <= cutoff:
+                    candidate.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed

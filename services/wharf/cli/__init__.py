@@ -1,0 +1,1 @@
+"""The `wharf` command: the composition root, the only module that imports every service."""

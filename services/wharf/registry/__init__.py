@@ -1,0 +1,1 @@
+"""The registry service: the OCI Distribution API under /v2/."""

@@ -1,0 +1,113 @@
+"""LocalStorage: the shared contract plus what only local disk can show."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.contract.storage_contract import Broken, StorageContract, failing_after, payload
+from wharf.storage import InvalidUpload, StorageDriver, build_driver
+from wharf.storage.streams import iterate_bytes
+
+MiB = 1024 * 1024
+
+
+def local(root: Path, location: str = "local_us") -> StorageDriver:
+    return build_driver(location, "LocalStorage", {"storage_path": str(root)})
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+class TestLocalContract(StorageContract):
+    @pytest.fixture
+    async def driver(self, tmp_path: Path) -> AsyncIterator[StorageDriver]:
+        driver = local(tmp_path / "root")
+        yield driver
+        await driver.aclose()
+
+    @pytest.fixture
+    def other_driver(self, tmp_path: Path) -> StorageDriver:
+        return local(tmp_path / "other", "local_eu")
+
+    @pytest.fixture
+    def backend_keys(self, tmp_path: Path):  # type: ignore[no-untyped-def]
+        return lambda: files_under(tmp_path / "root")
+
+
+async def test_upload_lives_at_quays_upload_path(tmp_path: Path) -> None:
+    driver = local(tmp_path)
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    assert metadata == {}
+    assert (tmp_path / "uploads" / upload_id).is_file()
+    await driver.upload_chunk(upload_id, 0, iterate_bytes(b"abc"), metadata)
+    assert (tmp_path / "uploads" / upload_id).read_bytes() == b"abc"
+
+
+async def test_interrupted_write_never_shows_under_the_final_key(tmp_path: Path) -> None:
+    driver = local(tmp_path)
+    gate = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield payload(2 * MiB)
+        await gate.wait()
+        yield b"end"
+
+    task = asyncio.create_task(driver.stream_write("blob", slow()))
+    await asyncio.sleep(0.2)
+    # Mid-write: the bytes exist only in a hidden partial file beside the target.
+    assert not (tmp_path / "blob").exists()
+    assert [name for name in files_under(tmp_path) if name.endswith(".partial")]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert files_under(tmp_path) == []
+
+
+async def test_a_second_chunk_while_one_is_in_flight_is_refused(tmp_path: Path) -> None:
+    driver = local(tmp_path)
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    gate = asyncio.Event()
+
+    async def held() -> AsyncIterator[bytes]:
+        yield b"x" * (2 * MiB)
+        await gate.wait()
+
+    first = asyncio.create_task(driver.upload_chunk(upload_id, 0, held(), metadata))
+    await asyncio.sleep(0.2)
+    with pytest.raises(InvalidUpload, match="another chunk"):
+        await driver.upload_chunk(upload_id, 0, iterate_bytes(b"y"), metadata)
+    gate.set()
+    assert (await first).bytes_written == 2 * MiB
+
+
+async def test_failed_chunk_truncates_back(tmp_path: Path) -> None:
+    driver = local(tmp_path)
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    await driver.upload_chunk(upload_id, 0, iterate_bytes(b"abc"), metadata)
+    with pytest.raises(Broken):
+        await driver.upload_chunk(upload_id, 3, failing_after(payload(3 * MiB)), metadata)
+    assert (tmp_path / "uploads" / upload_id).read_bytes() == b"abc"
+
+
+async def test_relative_storage_path_resolves_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    driver = build_driver("l", "LocalStorage", {"storage_path": "data/registry"})
+    await driver.put_content("k", b"v")
+    assert (tmp_path / "data" / "registry" / "k").read_bytes() == b"v"
+
+
+async def test_a_file_where_a_directory_is_needed_is_a_precise_error(tmp_path: Path) -> None:
+    from wharf.storage import BackendError
+
+    driver = local(tmp_path)
+    await driver.put_content("a", b"object")
+    with pytest.raises(BackendError, match="is an object, not a directory"):
+        await driver.put_content("a/b", b"v")
+    assert await driver.get_content("a") == b"object"
