@@ -23,6 +23,7 @@ from wharf.storage import (
     StorageDriver,
     content_path,
 )
+from wharf.storage.base import MAX_READ_CHUNK
 from wharf.storage.streams import iterate_bytes
 
 MiB = 1024 * 1024
@@ -101,7 +102,7 @@ class StorageContract:
         await driver.stream_write("big", iterate_bytes(data))
         sizes = [len(chunk) async for chunk in driver.stream_read("big")]
         assert sum(sizes) == len(data)
-        assert max(sizes) <= 1 * MiB
+        assert max(sizes) <= MAX_READ_CHUNK
 
     async def test_ranged_reads(self, driver: StorageDriver) -> None:
         data = payload(100_000)

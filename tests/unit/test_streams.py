@@ -11,7 +11,7 @@ from wharf.storage.drivers.s3.multipart import (
     part_size_for,
     split_range,
 )
-from wharf.storage.streams import coalesce, fixed_blocks
+from wharf.storage.streams import coalesce, fixed_size_parts
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -34,16 +34,18 @@ chunk_lists = st.lists(st.binary(min_size=0, max_size=50), max_size=30)
 
 @given(chunk_lists, st.integers(min_value=1, max_value=40))
 @settings(max_examples=200)
-def test_fixed_blocks_are_exact(chunks: list[bytes], size: int) -> None:
-    blocks = collect(fixed_blocks(_from(chunks), lambda _: size))
+def test_fixed_size_parts_are_exact(chunks: list[bytes], size: int) -> None:
+    blocks = [part.read() for part, _ in collect(fixed_size_parts(_from(chunks), lambda _: size))]
     assert b"".join(blocks) == b"".join(chunks)
     assert all(len(block) == size for block in blocks[:-1])
     assert not blocks or 0 < len(blocks[-1]) <= size
 
 
 @given(chunk_lists)
-def test_fixed_blocks_follow_a_growing_size(chunks: list[bytes]) -> None:
-    blocks = collect(fixed_blocks(_from(chunks), lambda i: 3 + i))
+def test_fixed_size_parts_follow_a_growing_size(chunks: list[bytes]) -> None:
+    parts = collect(fixed_size_parts(_from(chunks), lambda i: 3 + i))
+    assert all(len(part.getvalue()) == size for part, size in parts)
+    blocks = [part.read() for part, _ in parts]
     assert b"".join(blocks) == b"".join(chunks)
     assert all(len(block) == 3 + i for i, block in enumerate(blocks[:-1]))
 

@@ -19,7 +19,8 @@ from wharf.storage.errors import BackendError, InvalidUpload, ObjectNotFound, St
 from wharf.storage.keys import VERIFY_KEY, check_key
 from wharf.storage.protocol import ChunkResult, DownloadContext, JSONDict, ObjectInfo, StorageDriver
 
-READ_CHUNK_SIZE = 1024 * 1024
+MAX_READ_CHUNK = 4 * 1024 * 1024
+"""No driver yields a larger chunk from `stream_read`: what bounds a reader's memory."""
 
 
 class BaseDriver(abc.ABC):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 
@@ -22,33 +23,50 @@ async def coalesce(chunks: AsyncIterable[bytes], min_size: int) -> AsyncIterator
         yield bytes(buffer)
 
 
-async def fixed_blocks(
-    chunks: AsyncIterable[bytes], block_size: Callable[[int], int]
-) -> AsyncIterator[bytes]:
-    """Yield blocks of exactly `block_size(index)` bytes, the last one possibly shorter.
+async def batches(chunks: AsyncIterable[bytes], min_size: int) -> AsyncIterator[list[bytes]]:
+    """Group chunks, without copying them, into lists of at least `min_size` bytes."""
+    batch: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        batch.append(chunk)
+        size += len(chunk)
+        if size >= min_size:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
-    Memory stays within one block plus one incoming chunk.
+
+async def fixed_size_parts(
+    chunks: AsyncIterable[bytes], part_size: Callable[[int], int]
+) -> AsyncIterator[tuple[io.BytesIO, int]]:
+    """Yield rewound buffers of exactly `part_size(index)` bytes (the last may be shorter).
+
+    Each byte is copied once, into the buffer that is sent: a `BytesIO` that owns its memory,
+    so HTTP clients can take a view of it instead of another copy. Memory stays within one
+    part plus one incoming chunk.
     """
-    index = 0
-    want = block_size(index)
-    buffer = bytearray()
+    index, filled = 0, 0
+    want = part_size(index)
+    part = io.BytesIO()
     async for chunk in chunks:
         view = memoryview(chunk)
         while view:
-            take = min(want - len(buffer), len(view))
-            if not buffer and take == want:
-                yield bytes(view[:take])
-            else:
-                buffer += view[:take]
-                if len(buffer) < want:
-                    break
-                yield bytes(buffer)
-                buffer.clear()
+            take = min(want - filled, len(view))
+            part.write(view[:take])
+            filled += take
             view = view[take:]
-            index += 1
-            want = block_size(index)
-    if buffer:
-        yield bytes(buffer)
+            if filled == want:
+                part.seek(0)
+                yield part, filled
+                index, filled = index + 1, 0
+                want = part_size(index)
+                part = io.BytesIO()
+    if filled:
+        part.seek(0)
+        yield part, filled
 
 
 async def iterate_bytes(data: bytes, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from wharf.storage.base import READ_CHUNK_SIZE, BaseDriver
+from wharf.storage.base import BaseDriver
 from wharf.storage.drivers.s3.client import S3Connection, error_code, translate
 from wharf.storage.drivers.s3.multipart import (
     DEFAULT_PART_SIZE,
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 DELETE_CONCURRENCY = 16
+S3_READ_CHUNK = 1024 * 1024
 
 
 class S3FamilyDriver(BaseDriver):
@@ -94,7 +95,7 @@ class S3FamilyDriver(BaseDriver):
             await self._do_stat(path)  # past the end of an existing object: nothing to read
             return
         async with response["Body"] as body:
-            async for chunk in body.iter_chunks(READ_CHUNK_SIZE):
+            async for chunk in body.iter_chunks(S3_READ_CHUNK):
                 yield chunk
 
     async def _do_stream_write(
@@ -303,7 +304,7 @@ class S3FamilyDriver(BaseDriver):
                 Range=f"bytes={piece.start}-{piece.start + piece.length - 1}",
             )
             async with response["Body"] as body:
-                async for chunk in body.iter_chunks(READ_CHUNK_SIZE):
+                async for chunk in body.iter_chunks(S3_READ_CHUNK):
                     yield chunk
 
     async def _list(self, prefix: str) -> AsyncIterator[tuple[str, datetime]]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wharf.storage import metrics
 from wharf.storage.drivers.s3.settings import GiB, MiB
-from wharf.storage.streams import fixed_blocks
+from wharf.storage.streams import fixed_size_parts
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -70,27 +71,30 @@ class MultipartWriter:
         self.extra_args = extra_args
 
     async def write(self, chunks: AsyncIterable[bytes], *, allow_empty: bool = True) -> int:
-        blocks = aiter(fixed_blocks(chunks, lambda i: part_size_for(i, self.base_part_size)))
-        first = await anext(blocks, b"")
-        if len(first) < self.base_part_size:
-            # The whole object fits in one part (fixed_blocks only yields a short last block).
-            if first or allow_empty:
+        parts = aiter(fixed_size_parts(chunks, lambda i: part_size_for(i, self.base_part_size)))
+        try:
+            first, size = await anext(parts)
+        except StopAsyncIteration:  # anext()'s default trips a CPython 3.11 bug here
+            first, size = io.BytesIO(), 0
+        if size < self.base_part_size:
+            # The whole object fits in one part (only the last part is ever short).
+            if size or allow_empty:
                 await self.client.put_object(
                     Bucket=self.bucket, Key=self.key, Body=first, **self.extra_args
                 )
-            return len(first)
+            return size
         upload = await self.client.create_multipart_upload(
             Bucket=self.bucket, Key=self.key, **self.extra_args
         )
         upload_id = upload["UploadId"]
         metrics.MULTIPART_UPLOADS.labels(self.location, "started").inc()
         try:
-            total, parts = await self._upload_parts(upload_id, first, blocks)
+            total, completed = await self._upload_parts(upload_id, (first, size), parts)
             await self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+                MultipartUpload={"Parts": completed},
             )
         except BaseException:
             await _abort_quietly(self.client, self.bucket, self.key, upload_id)
@@ -99,33 +103,37 @@ class MultipartWriter:
         return total
 
     async def _upload_parts(
-        self, upload_id: str, first: bytes, rest: AsyncIterator[bytes]
+        self,
+        upload_id: str,
+        first: tuple[io.BytesIO, int],
+        rest: AsyncIterator[tuple[io.BytesIO, int]],
     ) -> tuple[int, list[CompletedPartTypeDef]]:
-        parts: dict[int, str] = {}
+        etags: dict[int, str] = {}
         pending: set[asyncio.Task[None]] = set()
         total = 0
 
-        async def send(number: int, body: bytes) -> None:
+        async def send(number: int, body: io.BytesIO) -> None:
             response = await self.client.upload_part(
                 Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=body
             )
-            parts[number] = response["ETag"]
+            etags[number] = response["ETag"]
 
         try:
             number = 0
-            block: bytes | None = first
-            while block:
+            part: tuple[io.BytesIO, int] | None = first
+            while part is not None:
+                body, size = part
                 number += 1
                 if number > MAX_PARTS:
                     raise ValueError("object too large for S3's 10,000-part limit")
-                total += len(block)
-                pending.add(asyncio.create_task(send(number, block)))
-                in_flight = max(1, IN_FLIGHT_BUDGET // len(block))
+                total += size
+                pending.add(asyncio.create_task(send(number, body)))
+                in_flight = max(1, IN_FLIGHT_BUDGET // size)
                 while len(pending) >= in_flight:
                     done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         task.result()
-                block = await anext(rest, None)
+                part = await _next_or_none(rest)
             if pending:
                 await asyncio.gather(*pending)
                 pending = set()
@@ -134,7 +142,16 @@ class MultipartWriter:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-        return total, [{"PartNumber": n, "ETag": parts[n]} for n in sorted(parts)]
+        return total, [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+
+
+async def _next_or_none(
+    parts: AsyncIterator[tuple[io.BytesIO, int]],
+) -> tuple[io.BytesIO, int] | None:
+    try:
+        return await anext(parts)
+    except StopAsyncIteration:
+        return None
 
 
 async def copy_assemble(
