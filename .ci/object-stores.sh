@@ -1,5 +1,7 @@
 #!/bin/bash
 # Start and stop real object-storage servers on loopback for integration tests.
+# Wharf's copy of the team's shared/tools/object-stores.sh, so a clone works on its own; local
+# changes: a larger memstore (STORE_MEMSTORE_BYTES) and a Ceph start that waits and retries.
 #   object-stores.sh install                       apt + pip + npm installs (idempotent)
 #   object-stores.sh start [s3 s3moto gcs azure swift]   (default: s3 gcs azure swift)
 #   object-stores.sh stop                          stops only what this script started
@@ -71,10 +73,25 @@ EOC
   ceph-osd $C -i $ID --mkfs --osd-uuid $U > $LOG/ceph-osd-mkfs.log 2>&1
   timeout 30 ceph $C osd crush add osd.$ID 1 root=default host=localhost >/dev/null 2>&1
   bg ceph-osd ceph-osd $C -i $ID -f
+  # Wharf: an OSD sometimes fails to register ("wrong fsid") under load; fail fast and retry.
+  waitfor ceph-osd 30 osd_up "$C" || return 1
   bg radosgw radosgw $C -n client.rgw.gw -f
   waitfor radosgw 120 http_is 200 http://127.0.0.1:7480/ || return 1
   timeout 60 radosgw-admin $C user create --uid=test --display-name=test --access-key=testkey --secret-key=testsecret >/dev/null
 }
+osd_up() { timeout 5 ceph $1 osd stat 2>/dev/null | grep -q ' 1 up'; }
+stop_pids() { # names...: stop the recorded processes of these services and wait for them
+  local pids="" n p
+  for n in "$@"; do [ -f $PIDS/$n.pid ] || continue; p=$(cat $PIDS/$n.pid); kill "$p" 2>/dev/null && pids="$pids $p"; rm -f $PIDS/$n.pid; done
+  for _ in $(seq 1 150); do local a=0; for p in $pids; do kill -0 $p 2>/dev/null && a=1; done; [ $a = 0 ] && return 0; sleep 0.1; done; }
+start_s3_with_retries() {
+  local attempt
+  for attempt in 1 2 3; do
+    start_s3 && return 0
+    echo "Ceph RGW start attempt $attempt failed; retrying" >&2
+    stop_pids radosgw ceph-osd ceph-mon
+  done
+  return 1; }
 start_s3moto() { bg moto $PY_BIN/moto_server -H 127.0.0.1 -p 5000; waitfor moto 30 http_is 200 http://127.0.0.1:5000/moto-api/; }
 start_gcs() { bg gcs $PY_BIN/gcp-storage-emulator start --host 127.0.0.1 --port 9023 --in-memory -q; waitfor gcs 30 http_is 200 http://127.0.0.1:9023/; }
 start_azure() {
@@ -170,7 +187,7 @@ stop_all() { local pids=""
 case "${1:-}" in
   install) install_all ;;
   env) print_env ;;
-  start) shift; rc=0; for b in ${@:-s3 gcs azure swift}; do start_$b || rc=1; done; exit $rc ;;
+  start) shift; rc=0; for b in ${@:-s3 gcs azure swift}; do [ "$b" = s3 ] && b=s3_with_retries; start_$b || rc=1; done; exit $rc ;;
   stop) stop_all ;;
   *) echo "usage: $0 install | start [s3 s3moto gcs azure swift] | stop | env"; exit 2 ;;
 esac
