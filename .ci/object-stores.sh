@@ -18,9 +18,9 @@ set -uo pipefail
 D=${STORE_DIR:-$PWD/.ci-stores}; PIDS=$D/pids; LOG=$D/log; mkdir -p $PIDS $LOG
 PY_BIN=${PY_BIN:-$(dirname "$(command -v python3)")}
 
-waitfor() { # name timeout_s cmd...
-  local n=$1 t=$2; shift 2; local t0=$(date +%s%N)
-  for _ in $(seq 1 $((t*10))); do "$@" >/dev/null 2>&1 && { echo "$n ready in $(( ($(date +%s%N)-t0)/1000000 ))ms"; return 0; }; sleep 0.1; done
+waitfor() { # name timeout_s cmd...   (a wall-clock deadline: some probes take seconds)
+  local n=$1 t=$2; shift 2; local t0=$(date +%s%N); local deadline=$(( $(date +%s) + t ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do "$@" >/dev/null 2>&1 && { echo "$n ready in $(( ($(date +%s%N)-t0)/1000000 ))ms"; return 0; }; sleep 0.1; done
   echo "$n NOT ready after ${t}s" >&2; return 1; }
 http_is() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$2")" = "$1" ]; }
 http_any() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$1")" != 000 ]; }
@@ -69,6 +69,8 @@ EOC
   ceph-mon $C --mkfs -i a --monmap $R/monmap --keyring $R/mon.keyring
   bg ceph-mon ceph-mon $C -i a -f
   waitfor ceph-mon 30 timeout 5 ceph $C mon stat || return 1
+  # Wharf: creating the OSD before the monitor has its first osdmap races ("wrong fsid").
+  waitfor osdmap 30 osdmap_ready "$C" || return 1
   local U=$(uuidgen) ID; ID=$(timeout 30 ceph $C osd new $U) || return 1
   ceph-osd $C -i $ID --mkfs --osd-uuid $U > $LOG/ceph-osd-mkfs.log 2>&1
   timeout 30 ceph $C osd crush add osd.$ID 1 root=default host=localhost >/dev/null 2>&1
@@ -79,6 +81,7 @@ EOC
   waitfor radosgw 120 http_is 200 http://127.0.0.1:7480/ || return 1
   timeout 60 radosgw-admin $C user create --uid=test --display-name=test --access-key=testkey --secret-key=testsecret >/dev/null
 }
+osdmap_ready() { timeout 5 ceph $1 osd stat 2>/dev/null | grep -q 'osds:'; }
 osd_up() { timeout 5 ceph $1 osd stat 2>/dev/null | grep -q ' 1 up'; }
 stop_pids() { # names...: stop the recorded processes of these services and wait for them
   local pids="" n p

@@ -281,3 +281,34 @@ async def test_sts_assumed_role_reads_and_writes(
 def test_rgw_is_the_real_thing(rgw: tuple[S3Server, str]) -> None:
     """RGW must be present under CI: moto alone would not check signatures."""
     assert rgw[0].checks_signatures
+
+
+@pytest.mark.parametrize("driver_name", ["RHOCSStorage", "IBMCloudStorage"])
+async def test_other_s3_compatible_drivers_on_rgw(
+    rgw: tuple[S3Server, str], storage_path: str, driver_name: str
+) -> None:
+    server, bucket = rgw
+    driver = build_driver(
+        "compat",
+        driver_name,
+        {
+            "hostname": f"http://{server.hostport}",
+            "is_secure": True,  # an explicit scheme in the hostname wins, as in Quay
+            "access_key": server.access_key,
+            "secret_key": server.secret_key,
+            "bucket_name": bucket,
+            "storage_path": storage_path,
+        },
+    )
+    data = payload(6 * MiB + 5)
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    first = await driver.upload_chunk(upload_id, 0, iterate_bytes(data[: 6 * MiB]), metadata)
+    second = await driver.upload_chunk(
+        upload_id, 6 * MiB, iterate_bytes(data[6 * MiB :]), first.metadata
+    )
+    await driver.complete_chunked_upload(
+        upload_id, content_path("sha256:" + "c" * 64), second.metadata
+    )
+    assert await driver.get_content(content_path("sha256:" + "c" * 64)) == data
+    assert lister(server, bucket, storage_path)() == [f"sha256/cc/{'c' * 64}"]
+    await driver.aclose()
