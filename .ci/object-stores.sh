@@ -86,7 +86,10 @@ osd_up() { timeout 5 ceph $1 osd stat 2>/dev/null | grep -q ' 1 up'; }
 stop_pids() { # names...: stop the recorded processes of these services and wait for them
   local pids="" n p
   for n in "$@"; do [ -f $PIDS/$n.pid ] || continue; p=$(cat $PIDS/$n.pid); kill "$p" 2>/dev/null && pids="$pids $p"; rm -f $PIDS/$n.pid; done
-  for _ in $(seq 1 150); do local a=0; for p in $pids; do kill -0 $p 2>/dev/null && a=1; done; [ $a = 0 ] && return 0; sleep 0.1; done; }
+  for _ in $(seq 1 150); do local a=0; for p in $pids; do kill -0 $p 2>/dev/null && a=1; done; [ $a = 0 ] && return 0; sleep 0.1; done
+  # Wharf: radosgw sometimes ignores SIGTERM; a survivor would keep the port for the next run.
+  for p in $pids; do kill -0 $p 2>/dev/null && { echo "killing $p with SIGKILL" >&2; kill -9 $p 2>/dev/null; }; done
+  return 0; }
 start_s3_with_retries() {
   local attempt
   for attempt in 1 2 3; do
@@ -182,10 +185,9 @@ export WHARF_TEST_SWIFT_AUTH_URL=http://127.0.0.1:8080/auth/v1.0 WHARF_TEST_SWIF
 EOV
 }
 
-stop_all() { local pids=""
-  for f in $PIDS/*.pid; do [ -f "$f" ] || continue; local p=$(cat $f); kill "$p" 2>/dev/null && pids="$pids $p"; rm -f $f; done
-  for _ in $(seq 1 150); do local a=0; for p in $pids; do kill -0 $p 2>/dev/null && a=1; done; [ $a = 0 ] && return 0; sleep 0.1; done
-  echo "still running:$pids" >&2; }
+stop_all() { local names="" f
+  for f in $PIDS/*.pid; do [ -f "$f" ] && names="$names $(basename "$f" .pid)"; done
+  stop_pids $names; }
 
 case "${1:-}" in
   install) install_all ;;
