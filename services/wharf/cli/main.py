@@ -91,16 +91,27 @@ def mirror_config(data_dir: Path) -> dict[str, Any]:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from wharf.registry.app import create_app
+    from wharf.db.engine import Database
+    from wharf.registry.app import create_app, prepare_context
+    from wharf.registry.context import RegistryContext
 
     config = mirror_config(args.data_dir)
     if args.config:
         config.update(read_config_file(args.config))
-    storage = DistributedStorage.from_config(load_storage_config(config))
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(storage.validate(storage.preferred_locations[:1]))
+    storage = DistributedStorage.from_config(load_storage_config(config))
+    db_url = str(config.get("DB_URI") or f"sqlite+aiosqlite:///{args.data_dir / 'wharf.db'}")
+    db = Database(db_url)
+
+    async def prepare() -> RegistryContext:
+        await storage.validate(storage.preferred_locations[:1])
+        context = await prepare_context(storage, db, public_on_create=args.mode == "mirror")
+        await db.dispose()  # pools are bound to this loop; uvicorn's loop opens fresh ones
+        return context
+
+    app = create_app(asyncio.run(prepare()))
     print(f"wharf: serving {args.mode} mode on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(create_app(storage), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 

@@ -1,26 +1,79 @@
-"""The registry application. The full /v2 API arrives with the registry work (issue 3)."""
+"""The registry application: the OCI Distribution API under /v2/ on Quay's tables."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+import logging
 
-from wharf.storage import DistributedStorage
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from wharf.db.engine import Database
+from wharf.db.migrate import upgrade_database
+from wharf.db.seed import ensure_storage_locations
+from wharf.registry.context import RegistryContext
+from wharf.registry.errors import BLOB_UNKNOWN, BLOB_UPLOAD_INVALID, ErrorCode, RegistryError
+from wharf.registry.routes import router
+from wharf.storage import (
+    BackendUnavailable,
+    DistributedStorage,
+    InvalidUpload,
+    ObjectNotFound,
+    StorageError,
+)
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "storage is unavailable; retry later")
+STORAGE_FAILED = ErrorCode("UNKNOWN", 500, "storage refused the operation")
+log = logging.getLogger("wharf.registry")
 
 
-def create_app(storage: DistributedStorage) -> FastAPI:
-    app = FastAPI(title="Wharf registry", docs_url=None, redoc_url=None)
-    app.state.storage = storage
+async def prepare_context(
+    storage: DistributedStorage, db: Database, *, public_on_create: bool
+) -> RegistryContext:
+    """Create Wharf's schema when the database is empty, and the storage location rows."""
+    await upgrade_database(db.url)
+    async with db.writer() as session:
+        location_ids = await ensure_storage_locations(session, storage.locations)
+    return RegistryContext(storage, db, location_ids, public_on_create=public_on_create)
+
+
+def create_app(context: RegistryContext) -> FastAPI:
+    app = FastAPI(title="Wharf registry", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.registry = context
+    app.state.storage = context.storage
+
+    @app.middleware("http")
+    async def api_version(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response: Response = await call_next(request)
+        response.headers.update(API_VERSION_HEADER)
+        return response
+
+    @app.exception_handler(RegistryError)
+    async def registry_error(request: Request, exc: RegistryError) -> Response:
+        return exc.response(head=request.method == "HEAD")
+
+    @app.exception_handler(StorageError)
+    async def storage_error(request: Request, exc: StorageError) -> Response:
+        head = request.method == "HEAD"
+        if isinstance(exc, ObjectNotFound):
+            return RegistryError(BLOB_UNKNOWN, {"reason": "missing from storage"}).response(
+                head=head
+            )
+        if isinstance(exc, InvalidUpload):
+            return RegistryError(BLOB_UPLOAD_INVALID, {"reason": exc.message}).response(head=head)
+        log.warning("storage failure: %s", exc)
+        if isinstance(exc, BackendUnavailable):
+            return RegistryError(UNAVAILABLE, headers={"Retry-After": "5"}).response(head=head)
+        return RegistryError(STORAGE_FAILED).response(head=head)
 
     @app.get("/v2/")
     async def version_check() -> JSONResponse:
-        return JSONResponse({}, headers=API_VERSION_HEADER)
+        return JSONResponse({})
 
     @app.get("/healthz")
     async def health() -> JSONResponse:
-        await storage.validate(storage.preferred_locations[:1])
-        return JSONResponse({"status": "ok", "locations": storage.locations})
+        await context.storage.validate(context.storage.preferred_locations[:1])
+        return JSONResponse({"status": "ok", "locations": context.storage.locations})
 
+    app.include_router(router)
     return app

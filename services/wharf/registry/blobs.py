@@ -1,0 +1,116 @@
+"""Blob metadata in Quay's tables: which blobs a repository may read, and committing new ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wharf.db.models import (
+    ImageStorage,
+    ImageStorageLocation,
+    ImageStoragePlacement,
+    ManifestBlob,
+    UploadedBlob,
+    utcnow,
+)
+
+UPLOADED_BLOB_LIFETIME = dt.timedelta(seconds=3600)
+"""Quay's `PUSH_TEMP_TAG_EXPIRATION_SEC`: how long a fresh blob is protected from GC."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRecord:
+    storage_id: int
+    digest: str
+    size: int
+    locations: frozenset[str]
+
+
+async def find_blob(session: AsyncSession, repository_id: int, digest: str) -> BlobRecord | None:
+    """A blob the repository may read: uploaded to it, or referenced by one of its manifests."""
+    via_upload = (
+        select(ImageStorage)
+        .join(UploadedBlob, UploadedBlob.blob_id == ImageStorage.id)
+        .where(UploadedBlob.repository_id == repository_id)
+        .where(ImageStorage.content_checksum == digest)
+        .limit(1)
+    )
+    storage = (await session.execute(via_upload)).scalars().first()
+    if storage is None:
+        via_manifest = (
+            select(ImageStorage)
+            .join(ManifestBlob, ManifestBlob.blob_id == ImageStorage.id)
+            .where(ManifestBlob.repository_id == repository_id)
+            .where(ImageStorage.content_checksum == digest)
+            .limit(1)
+        )
+        storage = (await session.execute(via_manifest)).scalars().first()
+    if storage is None:
+        return None
+    locations = await session.execute(
+        select(ImageStorageLocation.name)
+        .join(ImageStoragePlacement, ImageStoragePlacement.location_id == ImageStorageLocation.id)
+        .where(ImageStoragePlacement.storage_id == storage.id)
+    )
+    return BlobRecord(
+        storage.id, digest, storage.image_size or 0, frozenset(locations.scalars().all())
+    )
+
+
+async def commit_blob(
+    session: AsyncSession,
+    *,
+    repository_id: int,
+    digest: str,
+    size: int,
+    location: str,
+    location_ids: Mapping[str, int],
+) -> int:
+    """Quay's commit: get or create the `imagestorage` row and its placement, then protect the
+    blob for this repository with an `uploadedblob` row. Returns the storage id."""
+    storage = (
+        (
+            await session.execute(
+                select(ImageStorage).where(ImageStorage.content_checksum == digest).limit(1)
+            )
+        )
+        .scalars()
+        .first()
+    )
+    if storage is None:
+        storage = ImageStorage(
+            content_checksum=digest, image_size=size, cas_path=True, uploading=True
+        )
+        session.add(storage)
+        await session.flush()
+    elif storage.image_size is None:
+        storage.image_size = size
+    location_id = location_ids[location]
+    placed = await session.execute(
+        select(ImageStoragePlacement.id).where(
+            ImageStoragePlacement.storage_id == storage.id,
+            ImageStoragePlacement.location_id == location_id,
+        )
+    )
+    if placed.first() is None:
+        try:
+            async with session.begin_nested():
+                session.add(ImageStoragePlacement(storage_id=storage.id, location_id=location_id))
+        except IntegrityError:
+            pass  # a concurrent commit placed it first; one row per (blob, location) either way
+    now = utcnow()
+    session.add(
+        UploadedBlob(
+            repository_id=repository_id,
+            blob_id=storage.id,
+            uploaded_at=now,
+            expires_at=now + UPLOADED_BLOB_LIFETIME,
+        )
+    )
+    await session.flush()
+    return storage.id

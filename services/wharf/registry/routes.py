@@ -1,0 +1,249 @@
+"""HTTP routes for blobs and blob uploads under /v2/<name>/blobs/."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from wharf.db.models import Repository
+from wharf.registry import blobs
+from wharf.registry.context import RegistryContext
+from wharf.registry.errors import (
+    BLOB_UNKNOWN,
+    BLOB_UPLOAD_INVALID,
+    DIGEST_INVALID,
+    NAME_UNKNOWN,
+    RANGE_INVALID,
+    UNSUPPORTED,
+    RegistryError,
+)
+from wharf.registry.names import RepositoryName, parse_repository_name
+from wharf.registry.ranges import RangeError, parse_content_range, parse_range, upload_range_header
+from wharf.registry.repositories import create_repository, find_repository
+from wharf.registry.uploads import Uploads
+from wharf.storage import content_path
+
+SUPPORTED_DIGEST_ALGORITHMS = {"sha256": 64, "sha512": 128}
+
+router = APIRouter()
+
+
+def _ctx(request: Request) -> RegistryContext:
+    context: RegistryContext = request.app.state.registry
+    return context
+
+
+def check_digest(value: str | None) -> str:
+    algorithm, _, hexpart = (value or "").partition(":")
+    width = SUPPORTED_DIGEST_ALGORITHMS.get(algorithm)
+    if width is None or len(hexpart) != width or not all(c in "0123456789abcdef" for c in hexpart):
+        raise RegistryError(DIGEST_INVALID, {"digest": value, "reason": "not sha256/sha512 hex"})
+    return value or ""
+
+
+async def _repository(request: Request, name: str, *, create: bool = False) -> Repository:
+    parsed = parse_repository_name(name)
+    ctx = _ctx(request)
+    async with ctx.db.reader(fresh=True) as session:
+        repository = await find_repository(session, parsed)
+    if repository is None and create:
+        async with ctx.db.writer() as session:
+            repository = await find_repository(session, parsed) or await create_repository(
+                session, parsed, public=ctx.public_on_create
+            )
+    if repository is None:
+        raise RegistryError(NAME_UNKNOWN, {"name": name})
+    return repository
+
+
+def _upload_location(name: RepositoryName | str, upload_id: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{upload_id}"
+
+
+def _upload_response(name: str, upload_id: str, received: int, status: int) -> Response:
+    return Response(
+        status_code=status,
+        headers={
+            "Location": _upload_location(name, upload_id),
+            "Docker-Upload-UUID": upload_id,
+            "Range": upload_range_header(received),
+            "Content-Length": "0",
+        },
+    )
+
+
+def _created(name: str, digest: str) -> Response:
+    return Response(
+        status_code=201,
+        headers={
+            "Location": f"/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": digest,
+            "Content-Length": "0",
+        },
+    )
+
+
+def _declared_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise RegistryError(BLOB_UPLOAD_INVALID, {"reason": "invalid Content-Length"})
+    return int(raw)
+
+
+@router.post("/v2/{name:path}/blobs/uploads/")
+async def start_upload(request: Request, name: str) -> Response:
+    repository = await _repository(request, name, create=True)
+    uploads = Uploads(_ctx(request))
+    mount, source = request.query_params.get("mount"), request.query_params.get("from")
+    if mount and source:
+        mounted = await _mount(request, repository, check_digest(mount), source)
+        if mounted:
+            return _created(name, mount)
+    digest = request.query_params.get("digest")
+    upload_id = await uploads.start(repository.id)
+    if digest is None:
+        return _upload_response(name, upload_id, 0, 202)
+    check_digest(digest)
+    await uploads.append(
+        repository.id, upload_id, request.stream(), length=_declared_length(request)
+    )
+    await uploads.finish(repository.id, upload_id, digest)
+    return _created(name, digest)
+
+
+async def _mount(request: Request, target: Repository, digest: str, source: str) -> bool:
+    ctx = _ctx(request)
+    try:
+        source_name = parse_repository_name(source)
+    except RegistryError:
+        return False
+    async with ctx.db.writer() as session:
+        source_repo = await find_repository(session, source_name)
+        if source_repo is None:
+            return False
+        blob = await blobs.find_blob(session, source_repo.id, digest)
+        if blob is None or not blob.locations:
+            return False
+        location = sorted(blob.locations)[0]
+        await blobs.commit_blob(
+            session,
+            repository_id=target.id,
+            digest=digest,
+            size=blob.size,
+            location=location,
+            location_ids=ctx.location_ids,
+        )
+    return True
+
+
+@router.patch("/v2/{name:path}/blobs/uploads/{upload_id}")
+async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
+    repository = await _repository(request, name)
+    start = length = None
+    content_range = request.headers.get("content-range")
+    if content_range is not None:
+        try:
+            byte_range = parse_content_range(content_range)
+        except RangeError as exc:
+            raise RegistryError(RANGE_INVALID, {"reason": str(exc)}) from None
+        start, length = byte_range.start, byte_range.length
+        declared = _declared_length(request)
+        if declared is not None and declared != length:
+            raise RegistryError(
+                RANGE_INVALID, {"reason": "Content-Length does not match Content-Range"}
+            )
+    received = await Uploads(_ctx(request)).append(
+        repository.id,
+        upload_id,
+        request.stream(),
+        start=start,
+        length=length,
+        location_header=_upload_location(name, upload_id),
+    )
+    return _upload_response(name, upload_id, received, 202)
+
+
+@router.put("/v2/{name:path}/blobs/uploads/{upload_id}")
+async def finish_upload(request: Request, name: str, upload_id: str) -> Response:
+    repository = await _repository(request, name)
+    digest = check_digest(request.query_params.get("digest"))
+    uploads = Uploads(_ctx(request))
+    declared = _declared_length(request)
+    if declared != 0:
+        state = await uploads.state(repository.id, upload_id)
+        await uploads.append(
+            repository.id, upload_id, request.stream(), start=state.byte_count, length=declared
+        )
+    await uploads.finish(repository.id, upload_id, digest)
+    return _created(name, digest)
+
+
+@router.get("/v2/{name:path}/blobs/uploads/{upload_id}")
+async def upload_status(request: Request, name: str, upload_id: str) -> Response:
+    repository = await _repository(request, name)
+    state = await Uploads(_ctx(request)).state(repository.id, upload_id)
+    return _upload_response(name, upload_id, state.byte_count, 204)
+
+
+@router.delete("/v2/{name:path}/blobs/uploads/{upload_id}")
+async def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
+    repository = await _repository(request, name)
+    await Uploads(_ctx(request)).cancel(repository.id, upload_id)
+    return Response(status_code=204)
+
+
+@router.api_route("/v2/{name:path}/blobs/{digest}", methods=["GET", "HEAD"])
+async def get_blob(request: Request, name: str, digest: str) -> Response:
+    head = request.method == "HEAD"
+    check_digest(digest)
+    repository = await _repository(request, name)
+    ctx = _ctx(request)
+    async with ctx.db.reader() as session:
+        blob = await blobs.find_blob(session, repository.id, digest)
+    if blob is None or not blob.locations:
+        raise RegistryError(BLOB_UNKNOWN, {"digest": digest})
+    headers = {
+        "Docker-Content-Digest": digest,
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+    }
+    byte_range = None
+    if "range" in request.headers:
+        try:
+            byte_range = parse_range(request.headers["range"], blob.size)
+        except RangeError as exc:
+            raise RegistryError(
+                RANGE_INVALID,
+                {"reason": str(exc)},
+                headers={"Content-Range": f"bytes */{blob.size}"},
+            ) from None
+    if head:
+        headers["Content-Length"] = str(blob.size)
+        return Response(status_code=200, headers=headers)
+    offset, length, status = 0, blob.size, 200
+    if byte_range is not None:
+        offset, length, status = byte_range.start, byte_range.length, 206
+        headers["Content-Range"] = byte_range.content_range(blob.size)
+    headers["Content-Length"] = str(length)
+    stream = ctx.storage.stream_read(blob.locations, content_path(digest), offset, length)
+    try:  # fail with a proper error before the headers go out
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = b""
+    return StreamingResponse(_prepend(first, stream), status_code=status, headers=headers)
+
+
+@router.delete("/v2/{name:path}/blobs/{digest}")
+async def delete_blob(request: Request, name: str, digest: str) -> Response:
+    raise RegistryError(UNSUPPORTED, {"reason": "blob deletion is done by garbage collection"})
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk
