@@ -333,6 +333,17 @@ def scratch_dir(name: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def host_info() -> dict[str, Any]:
+    """The machine a result came from; load is the main source of noise, so it is recorded."""
+    return {
+        "hostname": platform.node(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 @dataclass
 class Report:
     """Everything one benchmark session measured; written out once at the end."""
@@ -345,14 +356,7 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "host": {
-                "hostname": platform.node(),
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "memory_bytes": psutil.virtual_memory().total,
-                # Other work on the machine is the main source of noise: keep it on record.
-                "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-            },
+            "host": host_info(),
             "method": {
                 "mb": "10^6 bytes",
                 "runs": RUNS,

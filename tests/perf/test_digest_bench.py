@@ -19,14 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import psutil
 import pytest
 
 from tests.perf import benchlib as bl
@@ -204,13 +202,7 @@ async def test_streaming_offload(report: dict[str, Any]) -> None:
 def write_report(data: dict[str, Any]) -> str:
     data = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {
-            "hostname": platform.node(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "memory_bytes": psutil.virtual_memory().total,
-            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-        },
+        "host": bl.host_info(),
         "method": {
             "mb": "10^6 bytes",
             "runs": bl.RUNS,
