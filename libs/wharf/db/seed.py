@@ -91,6 +91,30 @@ def _insert_ignoring_conflicts(dialect: str, table: Table) -> Insert:
     raise NotImplementedError(f"unsupported database dialect {dialect!r}")
 
 
+def _insert_ignoring_name_conflicts(dialect: str, table: Table) -> Insert:
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["name"])
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["name"])
+    raise NotImplementedError(f"unsupported database dialect {dialect!r}")
+
+
+async def _advance_sequence(executor: Executor, table_name: str) -> None:
+    """Move a serial sequence past the table's ids, never backwards.
+
+    Rows copied in with explicit ids (a restored dump, Quay's seeds) leave the sequence
+    behind; a sequence already ahead (ids used by rolled-back inserts) stays where it is, so
+    a live Quay inserting at the same moment cannot be handed an id twice.
+    """
+    await executor.execute(
+        text(
+            "SELECT setval(s, GREATEST("  # noqa: S608 - table_name is one of ours, never input
+            f"(SELECT COALESCE(max(id), 1) FROM {table_name}), nextval(s) - 1)) "
+            f"FROM pg_get_serial_sequence('{table_name}', 'id') AS s"
+        )
+    )
+
+
 def _dialect_name(executor: Executor) -> str:
     bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
     return bind.dialect.name
@@ -149,7 +173,11 @@ async def ensure_storage_locations(executor: Executor, names: Sequence[str]) -> 
     known = await location_ids(executor)
     missing = [name for name in wanted if name not in known]
     if missing:
-        insert = _insert_ignoring_conflicts(_dialect_name(executor), table)
+        dialect = _dialect_name(executor)
+        if dialect == "postgresql":
+            await _advance_sequence(executor, table.name)
+        # Only a concurrent insert of the same name is ignored; any other clash is an error.
+        insert = _insert_ignoring_name_conflicts(dialect, table)
         await executor.execute(insert, [{"name": name} for name in missing])
         known = await location_ids(executor)
     return {name: known[name] for name in wanted}

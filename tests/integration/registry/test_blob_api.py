@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 
 import httpx
 import pytest
@@ -16,11 +15,6 @@ REPO = "library/app"
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def rows(registry: RegistryUnderTest, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(registry.root / "wharf.db") as connection:
-        return list(connection.execute(query))
 
 
 async def test_version_check(client: httpx.AsyncClient) -> None:
@@ -55,12 +49,11 @@ async def test_monolithic_upload_then_pull(
 
     hexpart = digest.split(":")[1]
     assert (registry.storage_root / "sha256" / hexpart[:2] / hexpart).read_bytes() == data
-    assert rows(registry, "select content_checksum, image_size, cas_path from imagestorage") == [
-        (digest, len(data), 1)
-    ]
-    assert len(rows(registry, "select id from imagestorageplacement")) == 1
-    assert len(rows(registry, "select id from uploadedblob")) == 1
-    assert rows(registry, "select id from blobupload") == []
+    stored = await registry.rows("select content_checksum, image_size, cas_path from imagestorage")
+    assert stored == [(digest, len(data), True)]
+    assert len(await registry.rows("select id from imagestorageplacement")) == 1
+    assert len(await registry.rows("select id from uploadedblob")) == 1
+    assert await registry.rows("select id from blobupload") == []
 
 
 async def test_chunked_upload_with_status_and_ranges(
@@ -88,7 +81,7 @@ async def test_chunked_upload_with_status_and_ranges(
     status = await client.get(location)
     assert status.status_code == 204
     assert status.headers["Range"] == f"0-{offset - 1}"
-    assert rows(registry, "select byte_count, chunk_count from blobupload") == [(offset, 3)]
+    assert await registry.rows("select byte_count, chunk_count from blobupload") == [(offset, 3)]
 
     done = await client.put(f"{location}?digest={sha256(data)}", content=data[offset:])
     assert done.status_code == 201, done.text
@@ -134,8 +127,8 @@ async def test_digest_mismatch_leaves_nothing(
     response = await client.post(f"/v2/{REPO}/blobs/uploads/?digest={wrong}", content=b"data")
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "DIGEST_INVALID"
-    assert rows(registry, "select id from imagestorage") == []
-    assert rows(registry, "select id from blobupload") == []
+    assert await registry.rows("select id from imagestorage") == []
+    assert await registry.rows("select id from blobupload") == []
     assert not (registry.storage_root / "sha256").exists()
     assert not list((registry.storage_root / "uploads").iterdir())
 
@@ -207,7 +200,7 @@ async def test_hash_state_is_kept_in_quays_format(
 ) -> None:
     location = (await client.post(f"/v2/{REPO}/blobs/uploads/")).headers["Location"]
     await client.patch(location, content=b"abc" * 1000)
-    [(state,)] = rows(registry, "select sha_state from blobupload")
+    [(state,)] = await registry.rows("select sha_state from blobupload")
     assert isinstance(state, str)
     assert len(state) == 216  # base64 of Quay's 160-byte resumablesha256 pickle
     assert state.startswith("gASVlQAAAAAAAACMD3Jlc3VtYWJsZXNoYTI1NpSMBnNoYTI1NpSTlCmBlENw")
@@ -220,8 +213,7 @@ async def test_lost_hash_state_is_recomputed_from_storage(
     data = b"z" * 5000
     location = (await client.post(f"/v2/{REPO}/blobs/uploads/")).headers["Location"]
     await client.patch(location, content=data)
-    with sqlite3.connect(registry.root / "wharf.db") as connection:
-        connection.execute("update blobupload set sha_state = null")
+    await registry.rows("update blobupload set sha_state = null")
     digest = sha256(data) if matches else sha256(b"other")
     done = await client.put(f"{location}?digest={digest}")
     if matches:
@@ -231,5 +223,5 @@ async def test_lost_hash_state_is_recomputed_from_storage(
         assert done.status_code == 400
         assert done.json()["errors"][0]["code"] == "DIGEST_INVALID"
         assert not (registry.storage_root / "sha256").exists()
-        assert rows(registry, "select id from blobupload") == []
+        assert await registry.rows("select id from blobupload") == []
     assert not list((registry.storage_root / "uploads").iterdir())
