@@ -126,19 +126,18 @@ class Uploads:
         source: AsyncIterable[bytes] = _skip(chunks, skip) if skip else chunks
         if length is not None:
             length = max(length - skip, 0)
+            # Failing inside the stream makes the driver drop the partial chunk, so storage
+            # and the row never disagree about how many bytes the upload holds.
+            source = _exactly(source, length)
         hasher = _restore(state.sha_state)
         digester = StreamingDigester(hasher) if hasher is not None else None
         stream = digester.passthrough(source) if digester is not None else source
         try:
             result = await self.ctx.storage.upload_chunk(
-                [state.location], upload_id, state.byte_count, stream, state.metadata, length=length
+                [state.location], upload_id, state.byte_count, stream, state.metadata
             )
         except InvalidUpload as exc:
             raise RegistryError(BLOB_UPLOAD_INVALID, {"reason": exc.message}) from None
-        if length is not None and result.bytes_written != length:
-            raise RegistryError(
-                SIZE_INVALID, {"expected": length, "received": result.bytes_written}
-            )
         new_count = state.byte_count + result.bytes_written
         if new_count > self.ctx.max_blob_size:
             raise RegistryError(SIZE_INVALID, {"reason": "blob exceeds the maximum size"})
@@ -257,6 +256,23 @@ def _export(hasher: ResumableSHA256 | None) -> str | None:
 
 def _scratch_key(upload_id: str) -> str:
     return f"{UPLOADS}/{upload_id}.verify"
+
+
+async def _exactly(chunks: AsyncIterable[bytes], length: int) -> AsyncIterator[bytes]:
+    """Pass `chunks` through, failing if they hold more or fewer than `length` bytes."""
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > length:
+            raise RegistryError(
+                SIZE_INVALID, {"reason": "body longer than declared", "declared": length}
+            )
+        yield chunk
+    if received != length:
+        raise RegistryError(
+            SIZE_INVALID,
+            {"reason": "body shorter than declared", "declared": length, "received": received},
+        )
 
 
 async def _skip(chunks: AsyncIterable[bytes], count: int) -> AsyncIterator[bytes]:
