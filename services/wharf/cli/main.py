@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -19,7 +21,13 @@ from wharf.storage import (
     load_storage_config,
 )
 
+if TYPE_CHECKING:
+    from wharf.db.engine import Database
+
 MODES = ("mirror", "standalone", "full")
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD_ENV = "WHARF_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
+ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 - a file name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,24 +96,92 @@ def mirror_config(data_dir: Path) -> dict[str, Any]:
     }
 
 
+def admin_password(data_dir: Path, *, has_password: bool) -> str | None:
+    """The mirror admin's password: `WHARF_ADMIN_PASSWORD` when set; None (keep it) when the
+    admin has one; else the one saved in the data directory, else a new one, saved there with
+    mode 0600 and printed once to stderr."""
+    from_env = os.environ.get(ADMIN_PASSWORD_ENV)
+    if from_env:
+        return from_env
+    if has_password:
+        return None
+    path = data_dir / ADMIN_PASSWORD_FILE
+    if path.exists():
+        saved = path.read_text(encoding="utf-8").strip()
+        if saved:
+            return saved
+    password = secrets.token_urlsafe(18)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(password + "\n")
+    print(
+        f"wharf: generated the password of user {ADMIN_USERNAME!r}: {password}\n"
+        f"wharf: (saved in {path}, readable by you only; set {ADMIN_PASSWORD_ENV} to choose one)",
+        file=sys.stderr,
+    )
+    return password
+
+
+async def ensure_admin_user(db: Database, data_dir: Path, *, rounds: int = 12) -> None:
+    """Create the `admin` user (verified, bcrypt password) if missing; give it the password of
+    `admin_password` when that one does not match the stored hash."""
+    from sqlalchemy import select
+
+    from wharf.db.models import User
+    from wharf.registry.auth import hash_password, verify_password_async
+
+    async with db.writer() as session:
+        user = (
+            await session.execute(select(User).where(User.username == ADMIN_USERNAME))
+        ).scalar_one_or_none()
+        has_password = user is not None and user.password_hash is not None
+        password = admin_password(data_dir, has_password=has_password)
+        if password is None:
+            return
+        if user is not None and await verify_password_async(password, user.password_hash):
+            return
+        hashed = hash_password(password, rounds=rounds)
+        if user is None:
+            session.add(User(username=ADMIN_USERNAME, password_hash=hashed, verified=True))
+        else:
+            user.password_hash = hashed
+            user.verified = True
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from wharf.db.engine import Database
     from wharf.registry.app import create_app, prepare_context
-    from wharf.registry.context import RegistryContext
+    from wharf.registry.auth import AccessPolicy, load_or_create_signing_key
+    from wharf.registry.auth.keys import DEFAULT_KEY_FILENAME
+    from wharf.registry.context import RegistryAuth, RegistryContext
 
     config = mirror_config(args.data_dir)
     if args.config:
         config.update(read_config_file(args.config))
-    args.data_dir.mkdir(parents=True, exist_ok=True)
+    # The data directory holds the database (with password hashes) and the signing key.
+    args.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    args.data_dir.chmod(0o700)
     storage = DistributedStorage.from_config(load_storage_config(config))
     db_url = str(config.get("DB_URI") or f"sqlite+aiosqlite:///{args.data_dir / 'wharf.db'}")
     db = Database(db_url)
+    mirror = args.mode == "mirror"
+    service = str(config.get("SERVER_HOSTNAME") or f"{args.host}:{args.port}")
+    policy = (
+        AccessPolicy(push_anywhere=frozenset({ADMIN_USERNAME}), anonymous_access=True)
+        if mirror
+        else AccessPolicy(anonymous_access=bool(config.get("FEATURE_ANONYMOUS_ACCESS", True)))
+    )
+    key = load_or_create_signing_key(args.data_dir / DEFAULT_KEY_FILENAME)
+    auth = RegistryAuth.create(key, service=service, policy=policy)
 
     async def prepare() -> RegistryContext:
         await storage.validate(storage.preferred_locations[:1])
-        context = await prepare_context(storage, db, public_on_create=args.mode == "mirror")
+        context = await prepare_context(storage, db, public_on_create=mirror, auth=auth)
+        if mirror:
+            await ensure_admin_user(db, args.data_dir)
         await db.dispose()  # pools are bound to this loop; uvicorn's loop opens fresh ones
         return context
 

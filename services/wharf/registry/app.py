@@ -10,9 +10,12 @@ from fastapi.responses import JSONResponse, Response
 from wharf.db.engine import Database
 from wharf.db.migrate import upgrade_database
 from wharf.db.seed import ensure_storage_locations
-from wharf.registry.context import RegistryContext
+from wharf.registry.access import authenticate
+from wharf.registry.auth import SigningKey
+from wharf.registry.context import RegistryAuth, RegistryContext
 from wharf.registry.errors import BLOB_UNKNOWN, BLOB_UPLOAD_INVALID, ErrorCode, RegistryError
 from wharf.registry.routes import router
+from wharf.registry.token_route import router as token_router
 from wharf.storage import (
     BackendUnavailable,
     DistributedStorage,
@@ -28,13 +31,23 @@ log = logging.getLogger("wharf.registry")
 
 
 async def prepare_context(
-    storage: DistributedStorage, db: Database, *, public_on_create: bool
+    storage: DistributedStorage,
+    db: Database,
+    *,
+    public_on_create: bool,
+    auth: RegistryAuth | None = None,
 ) -> RegistryContext:
-    """Create Wharf's schema when the database is empty, and the storage location rows."""
+    """Create Wharf's schema when the database is empty, and the storage location rows.
+
+    Without `auth`, tokens are signed by a key that lives as long as the process and the
+    default policy applies: nothing is reachable without a token this process issued.
+    """
     await upgrade_database(db.url)
     async with db.writer() as session:
         location_ids = await ensure_storage_locations(session, storage.locations)
-    return RegistryContext(storage, db, location_ids, public_on_create=public_on_create)
+    if auth is None:
+        auth = RegistryAuth.create(SigningKey.generate(), service="wharf")
+    return RegistryContext(storage, db, location_ids, auth=auth, public_on_create=public_on_create)
 
 
 def create_app(context: RegistryContext) -> FastAPI:
@@ -67,7 +80,8 @@ def create_app(context: RegistryContext) -> FastAPI:
         return RegistryError(STORAGE_FAILED).response(head=head)
 
     @app.get("/v2/")
-    async def version_check() -> JSONResponse:
+    async def version_check(request: Request) -> JSONResponse:
+        authenticate(request)
         return JSONResponse({})
 
     @app.get("/healthz")
@@ -75,5 +89,6 @@ def create_app(context: RegistryContext) -> FastAPI:
         await context.storage.validate(context.storage.preferred_locations[:1])
         return JSONResponse({"status": "ok", "locations": context.storage.locations})
 
+    app.include_router(token_router)
     app.include_router(router)
     return app

@@ -1,11 +1,44 @@
-"""What every registry request needs: storage, the database, and where new uploads go."""
+"""What every registry request needs: storage, the database, token auth, where uploads go."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from wharf.db.engine import Database
+from wharf.registry.auth import AccessPolicy, SigningKey, TokenIssuer, TokenVerifier
 from wharf.storage import DistributedStorage
+
+DEFAULT_ISSUER = "quay"
+"""Quay's `INSTANCE_SERVICE_KEY_SERVICE` default: the `iss` of every token."""
+REALM_PATH = "/v2/auth"
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    """Docker token auth: who signs and checks tokens, and what the policy allows."""
+
+    issuer: TokenIssuer
+    verifier: TokenVerifier
+    policy: AccessPolicy
+    service: str
+    """The `service` of challenges and the `aud` of tokens (Quay's `SERVER_HOSTNAME`)."""
+    realm_path: str = REALM_PATH
+
+    @classmethod
+    def create(
+        cls,
+        key: SigningKey,
+        *,
+        service: str,
+        policy: AccessPolicy | None = None,
+        issuer: str = DEFAULT_ISSUER,
+    ) -> RegistryAuth:
+        return cls(
+            issuer=TokenIssuer(key, issuer=issuer, audience=service),
+            verifier=TokenVerifier.for_signing_key(key, issuer=issuer, audience=service),
+            policy=policy or AccessPolicy(),
+            service=service,
+        )
 
 
 @dataclass
@@ -14,6 +47,7 @@ class RegistryContext:
     db: Database
     location_ids: dict[str, int]
     """`imagestoragelocation` ids of the configured locations."""
+    auth: RegistryAuth
     public_on_create: bool = False
     """Repositories created by a push are public (mirror mode) or private (Quay's default)."""
     max_blob_size: int = 20 * 1024**3

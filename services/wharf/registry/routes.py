@@ -6,9 +6,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from wharf.db.models import Repository
+from wharf.db.models import Repository, User
 from wharf.registry import blobs
+from wharf.registry.access import Authorized, authorize, registry_context
+from wharf.registry.auth import repository_access
+from wharf.registry.auth.scopes import DELETE, PULL, PUSH
 from wharf.registry.context import RegistryContext
 from wharf.registry.errors import (
     BLOB_UNKNOWN,
@@ -31,8 +36,7 @@ router = APIRouter()
 
 
 def _ctx(request: Request) -> RegistryContext:
-    context: RegistryContext = request.app.state.registry
-    return context
+    return registry_context(request)
 
 
 def check_digest(value: str | None) -> str:
@@ -43,19 +47,36 @@ def check_digest(value: str | None) -> str:
     return value or ""
 
 
-async def _repository(request: Request, name: str, *, create: bool = False) -> Repository:
-    parsed = parse_repository_name(name)
+async def _repository(
+    request: Request, authorized: Authorized, *, create: bool = False
+) -> Repository:
+    """The repository the request is authorized on; with `create`, a push creates it when the
+    token grants push and the policy lets the token's user create it (checked again now)."""
+    parsed = authorized.name
     ctx = _ctx(request)
     async with ctx.db.reader(fresh=True) as session:
         repository = await find_repository(session, parsed)
-    if repository is None and create:
+    if repository is None and create and authorized.allows(parsed, PUSH):
         async with ctx.db.writer() as session:
-            repository = await find_repository(session, parsed) or await create_repository(
-                session, parsed, public=ctx.public_on_create
-            )
+            repository = await find_repository(session, parsed)
+            if repository is None and await _may_create(session, ctx, authorized):
+                repository = await create_repository(session, parsed, public=ctx.public_on_create)
     if repository is None:
-        raise RegistryError(NAME_UNKNOWN, {"name": name})
+        raise RegistryError(NAME_UNKNOWN, {"name": str(parsed)})
     return repository
+
+
+async def _may_create(session: AsyncSession, ctx: RegistryContext, authorized: Authorized) -> bool:
+    subject = authorized.token.subject
+    if subject is None:
+        return False
+    user = (
+        await session.execute(select(User).where(User.username == subject))
+    ).scalar_one_or_none()
+    if user is None:
+        return False
+    access = await repository_access(session, user, authorized.name, ctx.auth.policy)
+    return access.create_on_push
 
 
 def _upload_location(name: RepositoryName | str, upload_id: str) -> str:
@@ -96,30 +117,42 @@ def _declared_length(request: Request) -> int | None:
 
 @router.post("/v2/{name:path}/blobs/uploads/")
 async def start_upload(request: Request, name: str) -> Response:
-    repository = await _repository(request, name, create=True)
+    authorized = authorize(request, name, PUSH)
+    repository = await _repository(request, authorized, create=True)
     uploads = Uploads(_ctx(request))
     mount, source = request.query_params.get("mount"), request.query_params.get("from")
     if mount and source:
-        mounted = await _mount(request, repository, check_digest(mount), source)
+        mounted = await _mount(request, authorized, repository, check_digest(mount), source)
         if mounted:
             return _created(name, mount)
     digest = request.query_params.get("digest")
+    if digest is not None:
+        check_digest(digest)  # before a session exists: a refused request leaves nothing
+    declared = _declared_length(request)
     upload_id = await uploads.start(repository.id)
     if digest is None:
         return _upload_response(name, upload_id, 0, 202)
-    check_digest(digest)
-    await uploads.append(
-        repository.id, upload_id, request.stream(), length=_declared_length(request)
-    )
-    await uploads.finish(repository.id, upload_id, digest)
+    try:
+        await uploads.append(repository.id, upload_id, request.stream(), length=declared)
+        await uploads.finish(repository.id, upload_id, digest)
+    except RegistryError as exc:
+        if exc.code.code != "DIGEST_INVALID":  # a digest mismatch has cancelled it already
+            await uploads.cancel(repository.id, upload_id)
+        raise
     return _created(name, digest)
 
 
-async def _mount(request: Request, target: Repository, digest: str, source: str) -> bool:
+async def _mount(
+    request: Request, authorized: Authorized, target: Repository, digest: str, source: str
+) -> bool:
+    """Link a blob of `source` into `target`; False (a plain upload follows, as distribution
+    does) when the source is unknown, lacks the blob, or the token cannot pull from it."""
     ctx = _ctx(request)
     try:
         source_name = parse_repository_name(source)
     except RegistryError:
+        return False
+    if not authorized.allows(source_name, PULL):
         return False
     async with ctx.db.writer() as session:
         source_repo = await find_repository(session, source_name)
@@ -142,7 +175,7 @@ async def _mount(request: Request, target: Repository, digest: str, source: str)
 
 @router.patch("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
-    repository = await _repository(request, name)
+    repository = await _repository(request, authorize(request, name, PUSH))
     start = length = None
     content_range = request.headers.get("content-range")
     if content_range is not None:
@@ -169,7 +202,7 @@ async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
 
 @router.put("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def finish_upload(request: Request, name: str, upload_id: str) -> Response:
-    repository = await _repository(request, name)
+    repository = await _repository(request, authorize(request, name, PUSH))
     digest = check_digest(request.query_params.get("digest"))
     uploads = Uploads(_ctx(request))
     declared = _declared_length(request)
@@ -184,14 +217,14 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
 
 @router.get("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def upload_status(request: Request, name: str, upload_id: str) -> Response:
-    repository = await _repository(request, name)
+    repository = await _repository(request, authorize(request, name, PULL))
     state = await Uploads(_ctx(request)).state(repository.id, upload_id)
     return _upload_response(name, upload_id, state.byte_count, 204)
 
 
 @router.delete("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
-    repository = await _repository(request, name)
+    repository = await _repository(request, authorize(request, name, PUSH))
     await Uploads(_ctx(request)).cancel(repository.id, upload_id)
     return Response(status_code=204)
 
@@ -199,8 +232,9 @@ async def cancel_upload(request: Request, name: str, upload_id: str) -> Response
 @router.api_route("/v2/{name:path}/blobs/{digest}", methods=["GET", "HEAD"])
 async def get_blob(request: Request, name: str, digest: str) -> Response:
     head = request.method == "HEAD"
+    authorized = authorize(request, name, PULL)
     check_digest(digest)
-    repository = await _repository(request, name)
+    repository = await _repository(request, authorized)
     ctx = _ctx(request)
     async with ctx.db.reader() as session:
         blob = await blobs.find_blob(session, repository.id, digest)
@@ -239,6 +273,7 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
 
 @router.delete("/v2/{name:path}/blobs/{digest}")
 async def delete_blob(request: Request, name: str, digest: str) -> Response:
+    authorize(request, name, DELETE)
     raise RegistryError(UNSUPPORTED, {"reason": "blob deletion is done by garbage collection"})
 
 

@@ -225,3 +225,14 @@ async def test_lost_hash_state_is_recomputed_from_storage(
         assert not (registry.storage_root / "sha256").exists()
         assert await registry.rows("select id from blobupload") == []
     assert not list((registry.storage_root / "uploads").iterdir())
+
+
+async def test_refused_monolithic_uploads_leave_no_session(
+    client: httpx.AsyncClient, registry: RegistryUnderTest
+) -> None:
+    bad_digest = await client.post(f"/v2/{REPO}/blobs/uploads/?digest=sha256:nothex", content=b"x")
+    assert bad_digest.status_code == 400
+    assert bad_digest.json()["errors"][0]["code"] == "DIGEST_INVALID"
+    wrong = await client.post(f"/v2/{REPO}/blobs/uploads/?digest={sha256(b'y')}", content=b"x")
+    assert wrong.status_code == 400
+    assert await registry.rows("select id from blobupload") == []
