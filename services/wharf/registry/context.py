@@ -53,6 +53,9 @@ class RegistryContext:
     max_blob_size: int = 20 * 1024**3
     """Quay's MAXIMUM_LAYER_SIZE default (20G)."""
     upload_locations: list[str] = field(default_factory=list)
+    blob_redirects: bool = True
+    """Answer a blob GET with a 307 to the storage's direct URL when the driver offers one
+    (an S3 presigned URL); off, the registry streams every blob itself."""
 
     def __post_init__(self) -> None:
         if not self.upload_locations:

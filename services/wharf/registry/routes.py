@@ -28,7 +28,7 @@ from wharf.registry.names import RepositoryName, parse_repository_name
 from wharf.registry.ranges import RangeError, parse_content_range, parse_range, upload_range_header
 from wharf.registry.repositories import create_repository, find_repository
 from wharf.registry.uploads import Uploads
-from wharf.storage import content_path
+from wharf.storage import DownloadContext, content_path
 
 SUPPORTED_DIGEST_ALGORITHMS = {"sha256": 64, "sha512": 128}
 
@@ -258,6 +258,23 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     if head:
         headers["Content-Length"] = str(blob.size)
         return Response(status_code=200, headers=headers)
+    if ctx.blob_redirects:
+        url = await ctx.storage.direct_download_url(
+            blob.locations,
+            content_path(digest),
+            context=DownloadContext(
+                client_ip=request.client.host if request.client else None,
+                namespace=authorized.name.namespace,
+                repository=authorized.name.repository,
+                username=authorized.token.subject,
+                host=request.headers.get("host"),
+            ),
+        )
+        if url is not None:
+            # The client repeats its Range header against the URL; storage answers it.
+            return Response(
+                status_code=307, headers={"Location": url, "Docker-Content-Digest": digest}
+            )
     offset, length, status = 0, blob.size, 200
     if byte_range is not None:
         offset, length, status = byte_range.start, byte_range.length, 206

@@ -102,20 +102,28 @@ class RegistryUnderTest:
         self._anonymous: httpx.AsyncClient | None = None
 
     async def client(
-        self, login: tuple[str, str] | None = (ADMIN, ADMIN_PASSWORD)
+        self,
+        login: tuple[str, str] | None = (ADMIN, ADMIN_PASSWORD),
+        *,
+        storage: DistributedStorage | None = None,
+        blob_redirects: bool = True,
     ) -> httpx.AsyncClient:
-        """A client of a fresh app; with `login`, it gets tokens from /v2/auth as docker does."""
-        storage = DistributedStorage.from_config(
-            load_storage_config(
-                {
-                    "DISTRIBUTED_STORAGE_CONFIG": {
-                        "local_us": ["LocalStorage", {"storage_path": str(self.storage_root)}]
+        """A client of a fresh app; with `login`, it gets tokens from /v2/auth as docker does.
+
+        `storage` replaces the local disk under `storage_root` (it must name `local_us`)."""
+        if storage is None:
+            storage = DistributedStorage.from_config(
+                load_storage_config(
+                    {
+                        "DISTRIBUTED_STORAGE_CONFIG": {
+                            "local_us": ["LocalStorage", {"storage_path": str(self.storage_root)}]
+                        }
                     }
-                }
+                )
             )
-        )
         db = Database(self.db_url)
         context = await prepare_context(storage, db, public_on_create=True, auth=self.auth)
+        context.blob_redirects = blob_redirects
         if not self._admin_ready:
             (self.root / ADMIN_PASSWORD_FILE).write_text(ADMIN_PASSWORD)
             await ensure_admin_user(db, self.root, rounds=4)
