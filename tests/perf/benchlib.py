@@ -441,13 +441,15 @@ def render_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_summary(path: Path, table: str) -> None:
-    """Replace the storage section of summary.md (other benchmarks own the rest of it)."""
-    section = f"{SUMMARY_BEGIN}\n{table}{SUMMARY_END}\n"
+def update_summary(
+    path: Path, table: str, begin: str = SUMMARY_BEGIN, end: str = SUMMARY_END
+) -> None:
+    """Replace one benchmark's section of summary.md (other benchmarks own the rest of it)."""
+    section = f"{begin}\n{table}{end}\n"
     text = path.read_text() if path.exists() else ""
-    if SUMMARY_BEGIN in text and SUMMARY_END in text:
-        head, _, rest = text.partition(SUMMARY_BEGIN)
-        _, _, tail = rest.partition(SUMMARY_END)
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
         text = head + section + tail.lstrip("\n")
     else:
         text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section

@@ -278,13 +278,4 @@ def render_markdown(data: dict[str, Any]) -> str:
 
 def replace_section(table: str) -> None:
     """Replace the Digest section of summary.md, or append it; other sections stay."""
-    path = bl.RESULTS_DIR / "summary.md"
-    section = f"{SECTION_BEGIN}\n{table}{SECTION_END}\n"
-    text = path.read_text() if path.exists() else ""
-    if SECTION_BEGIN in text and SECTION_END in text:
-        head, _, rest = text.partition(SECTION_BEGIN)
-        _, _, tail = rest.partition(SECTION_END)
-        text = head + section + tail.lstrip("\n")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + section
-    path.write_text(text)
+    bl.update_summary(bl.RESULTS_DIR / "summary.md", table, SECTION_BEGIN, SECTION_END)

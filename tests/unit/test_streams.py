@@ -11,7 +11,7 @@ from wharf.storage.drivers.s3.multipart import (
     part_size_for,
     split_range,
 )
-from wharf.storage.streams import coalesce, fixed_size_parts
+from wharf.storage.streams import fixed_size_parts
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -48,14 +48,6 @@ def test_fixed_size_parts_follow_a_growing_size(chunks: list[bytes]) -> None:
     blocks = [part.read() for part, _ in parts]
     assert b"".join(blocks) == b"".join(chunks)
     assert all(len(block) == 3 + i for i, block in enumerate(blocks[:-1]))
-
-
-@given(chunk_lists, st.integers(min_value=1, max_value=40))
-def test_coalesce_keeps_bytes_and_minimum(chunks: list[bytes], size: int) -> None:
-    blocks = collect(coalesce(_from(chunks), size))
-    assert b"".join(blocks) == b"".join(chunks)
-    assert all(len(block) >= size for block in blocks[:-1])
-    assert all(blocks)
 
 
 def parts_needed(total: int, base: int) -> int:

@@ -6,23 +6,6 @@ import io
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 
-async def coalesce(chunks: AsyncIterable[bytes], min_size: int) -> AsyncIterator[bytes]:
-    """Yield blocks of at least `min_size` bytes (the last may be shorter); big ones pass as is."""
-    buffer = bytearray()
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        if not buffer and len(chunk) >= min_size:
-            yield chunk
-            continue
-        buffer += chunk
-        if len(buffer) >= min_size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
-
-
 async def batches(chunks: AsyncIterable[bytes], min_size: int) -> AsyncIterator[list[bytes]]:
     """Group chunks, without copying them, into lists of at least `min_size` bytes."""
     batch: list[bytes] = []

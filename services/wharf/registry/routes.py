@@ -206,11 +206,8 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
     digest = check_digest(request.query_params.get("digest"))
     uploads = Uploads(_ctx(request))
     declared = _declared_length(request)
-    if declared != 0:
-        state = await uploads.state(repository.id, upload_id)
-        await uploads.append(
-            repository.id, upload_id, request.stream(), start=state.byte_count, length=declared
-        )
+    if declared != 0:  # a final chunk: appended where the upload ends
+        await uploads.append(repository.id, upload_id, request.stream(), length=declared)
     await uploads.finish(repository.id, upload_id, digest)
     return _created(name, digest)
 
