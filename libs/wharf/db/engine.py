@@ -13,6 +13,8 @@ PostgreSQL goes through asyncpg (`postgresql+asyncpg://`).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.util.concurrency import await_
 
 # Schemes people write in configs (Quay's DB_URI is `postgresql://...`) -> the async driver.
 _ASYNC_DRIVERS = {
@@ -125,6 +128,28 @@ def make_engine(
     return engine
 
 
+def _enable_wal(cursor: Any, busy_timeout_ms: int) -> None:
+    """Put the database file in WAL mode (a setting stored in the file itself).
+
+    Changing the journal mode can fail with "database is locked" at once, without waiting
+    for the busy timeout, while another connection writes (say, a concurrent migration):
+    so it is skipped when the file is already in WAL mode, and retried until the timeout.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            # Connect handlers run in SQLAlchemy's greenlet on the event loop: wait async.
+            await_(asyncio.sleep(0.02))
+
+
 def _configure_sqlite(
     engine: AsyncEngine, *, writer: bool, busy_timeout_ms: int, wal: bool
 ) -> None:
@@ -138,7 +163,7 @@ def _configure_sqlite(
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(cursor, busy_timeout_ms)
                 cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
             if not writer:
