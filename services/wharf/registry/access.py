@@ -75,11 +75,13 @@ def challenge(
     actions: tuple[str, ...] = (),
     *,
     error: ChallengeError | None = None,
+    scopes: tuple[str, ...] = (),
 ) -> str:
-    """The `WWW-Authenticate` value: the registry's (no `name`) or a repository's."""
+    """The `WWW-Authenticate` value: the registry's (no `name`, optionally with registry-wide
+    `scopes` such as `registry:catalog:*`) or a repository's."""
     auth = registry_context(request).auth
     if name is None:
-        return bearer_challenge(realm(request), auth.service, error=error)
+        return bearer_challenge(realm(request), auth.service, scopes, error=error)
     return repository_challenge(realm(request), auth.service, name, actions, error=error)
 
 
@@ -89,42 +91,48 @@ def _unauthorized(
     actions: tuple[str, ...],
     reason: str | None,
     error: ChallengeError | None,
+    scopes: tuple[str, ...] = (),
 ) -> RegistryError:
     return RegistryError(
         UNAUTHORIZED,
         None if reason is None else {"reason": reason},
-        headers={"WWW-Authenticate": challenge(request, name, actions, error=error)},
+        headers={"WWW-Authenticate": challenge(request, name, actions, error=error, scopes=scopes)},
     )
 
 
-def _verified_token(
-    request: Request, name: str | None = None, actions: tuple[str, ...] = ()
+def verified_token(
+    request: Request,
+    name: str | None = None,
+    actions: tuple[str, ...] = (),
+    *,
+    scopes: tuple[str, ...] = (),
 ) -> VerifiedToken:
-    """The request's verified bearer token, or a 401 with the challenge for `name`."""
+    """The request's verified bearer token, or a 401 with the challenge for `name` (or for
+    the registry-wide `scopes`)."""
     verifier = registry_context(request).auth.verifier
     try:
         credentials = parse_authorization(request.headers.get("authorization"))
     except AuthorizationError as error:
-        raise _unauthorized(request, name, actions, str(error), INVALID_TOKEN) from None
+        raise _unauthorized(request, name, actions, str(error), INVALID_TOKEN, scopes) from None
     if not isinstance(credentials, BearerCredentials):
         # No header, or Basic credentials: the client must get a token from the realm first.
-        raise _unauthorized(request, name, actions, None, None)
+        raise _unauthorized(request, name, actions, None, None, scopes)
     try:
         return verifier.verify(credentials.token)
     except TokenError as error:
-        raise _unauthorized(request, name, actions, str(error), INVALID_TOKEN) from None
+        raise _unauthorized(request, name, actions, str(error), INVALID_TOKEN, scopes) from None
 
 
 def authenticate(request: Request) -> VerifiedToken:
     """`GET /v2/`: any valid token (anonymous ones included), else the registry challenge."""
-    return _verified_token(request)
+    return verified_token(request)
 
 
 def authorize(request: Request, name: str, action: str) -> Authorized:
     """Check that the request's token grants `action` on the repository `name`."""
     parsed = parse_repository_name(name)
     actions = CHALLENGE_ACTIONS[action]
-    token = _verified_token(request, str(parsed), actions)
+    token = verified_token(request, str(parsed), actions)
     if not token.allows(REPOSITORY, str(parsed), action):
         raise _unauthorized(
             request,

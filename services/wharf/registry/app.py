@@ -14,6 +14,8 @@ from wharf.registry.access import authenticate
 from wharf.registry.auth import SigningKey
 from wharf.registry.context import RegistryAuth, RegistryContext
 from wharf.registry.errors import BLOB_UNKNOWN, BLOB_UPLOAD_INVALID, ErrorCode, RegistryError
+from wharf.registry.listing_routes import router as listing_router
+from wharf.registry.manifest_routes import router as manifest_router
 from wharf.registry.routes import router
 from wharf.registry.token_route import router as token_router
 from wharf.storage import (
@@ -27,6 +29,7 @@ from wharf.storage import (
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "storage is unavailable; retry later")
 STORAGE_FAILED = ErrorCode("UNKNOWN", 500, "storage refused the operation")
+UNEXPECTED = ErrorCode("UNKNOWN", 500, "unexpected server error")
 log = logging.getLogger("wharf.registry")
 
 
@@ -79,6 +82,12 @@ def create_app(context: RegistryContext) -> FastAPI:
             return RegistryError(UNAVAILABLE, headers={"Retry-After": "5"}).response(head=head)
         return RegistryError(STORAGE_FAILED).response(head=head)
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        # Still a registry error body, never a traceback; the exception is logged by the server.
+        log.error("unexpected failure on %s %s: %r", request.method, request.url.path, exc)
+        return RegistryError(UNEXPECTED).response(head=request.method == "HEAD")
+
     @app.get("/v2/")
     async def version_check(request: Request) -> JSONResponse:
         authenticate(request)
@@ -90,5 +99,7 @@ def create_app(context: RegistryContext) -> FastAPI:
         return JSONResponse({"status": "ok", "locations": context.storage.locations})
 
     app.include_router(token_router)
+    app.include_router(listing_router)
+    app.include_router(manifest_router)
     app.include_router(router)
     return app

@@ -36,6 +36,11 @@ DENIED = ErrorCode("DENIED", 403, "requested access to the resource is denied")
 UNSUPPORTED = ErrorCode("UNSUPPORTED", 405, "the operation is unsupported")
 TOO_MANY_REQUESTS = ErrorCode("TOO_MANY_REQUESTS", 429, "too many requests")
 RANGE_INVALID = ErrorCode("BLOB_UPLOAD_INVALID", 416, "requested range not satisfiable")
+MANIFEST_TOO_LARGE = ErrorCode("MANIFEST_INVALID", 413, "manifest too large")
+PAGINATION_NUMBER_INVALID = ErrorCode(
+    "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
+)
+"""Not in the spec's table: distribution's code for a bad `n`, which clients know."""
 
 ALL_CODES = (
     BLOB_UNKNOWN,
@@ -66,6 +71,7 @@ class RegistryError(Exception):
         message: str | None = None,
         headers: dict[str, str] | None = None,
         status: int | None = None,
+        more_details: list[Any] | None = None,
     ) -> None:
         super().__init__(message or code.message)
         self.code = code
@@ -73,12 +79,17 @@ class RegistryError(Exception):
         self.detail = detail
         self.headers = headers or {}
         self.status = status or code.status
+        self.more_details = more_details or []
+        """Further entries of the same code (the spec wants one per unknown blob)."""
 
     def body(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"code": self.code.code, "message": self.message}
-        if self.detail is not None:
-            entry["detail"] = self.detail
-        return {"errors": [entry]}
+        entries: list[dict[str, Any]] = []
+        for detail in [self.detail, *self.more_details]:
+            entry: dict[str, Any] = {"code": self.code.code, "message": self.message}
+            if detail is not None:
+                entry["detail"] = detail
+            entries.append(entry)
+        return {"errors": entries}
 
     def response(self, *, head: bool = False) -> JSONResponse:
         response = JSONResponse(self.body(), status_code=self.status, headers=self.headers)

@@ -47,7 +47,7 @@ def check_digest(value: str | None) -> str:
     return value or ""
 
 
-async def _repository(
+async def resolve_repository(
     request: Request, authorized: Authorized, *, create: bool = False
 ) -> Repository:
     """The repository the request is authorized on; with `create`, a push creates it when the
@@ -118,7 +118,7 @@ def _declared_length(request: Request) -> int | None:
 @router.post("/v2/{name:path}/blobs/uploads/")
 async def start_upload(request: Request, name: str) -> Response:
     authorized = authorize(request, name, PUSH)
-    repository = await _repository(request, authorized, create=True)
+    repository = await resolve_repository(request, authorized, create=True)
     uploads = Uploads(_ctx(request))
     mount, source = request.query_params.get("mount"), request.query_params.get("from")
     if mount and source:
@@ -175,7 +175,7 @@ async def _mount(
 
 @router.patch("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
-    repository = await _repository(request, authorize(request, name, PUSH))
+    repository = await resolve_repository(request, authorize(request, name, PUSH))
     start = length = None
     content_range = request.headers.get("content-range")
     if content_range is not None:
@@ -202,7 +202,7 @@ async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
 
 @router.put("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def finish_upload(request: Request, name: str, upload_id: str) -> Response:
-    repository = await _repository(request, authorize(request, name, PUSH))
+    repository = await resolve_repository(request, authorize(request, name, PUSH))
     digest = check_digest(request.query_params.get("digest"))
     uploads = Uploads(_ctx(request))
     declared = _declared_length(request)
@@ -214,14 +214,14 @@ async def finish_upload(request: Request, name: str, upload_id: str) -> Response
 
 @router.get("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def upload_status(request: Request, name: str, upload_id: str) -> Response:
-    repository = await _repository(request, authorize(request, name, PULL))
+    repository = await resolve_repository(request, authorize(request, name, PULL))
     state = await Uploads(_ctx(request)).state(repository.id, upload_id)
     return _upload_response(name, upload_id, state.byte_count, 204)
 
 
 @router.delete("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
-    repository = await _repository(request, authorize(request, name, PUSH))
+    repository = await resolve_repository(request, authorize(request, name, PUSH))
     await Uploads(_ctx(request)).cancel(repository.id, upload_id)
     return Response(status_code=204)
 
@@ -231,7 +231,7 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     head = request.method == "HEAD"
     authorized = authorize(request, name, PULL)
     check_digest(digest)
-    repository = await _repository(request, authorized)
+    repository = await resolve_repository(request, authorized)
     ctx = _ctx(request)
     async with ctx.db.reader() as session:
         blob = await blobs.find_blob(session, repository.id, digest)

@@ -1,0 +1,228 @@
+"""Manifests in Quay's tables: `manifest`, `manifestblob`, `manifestchild`,
+`manifestsecuritystatus`, and which of them a repository can serve.
+
+A manifest row stores the exact bytes received (as text) and is never changed. It is
+reachable, and so served by digest, while an alive tag (hidden `$temp-` tags included) points
+at it or at an index that lists it: Quay's rule, so that both see the same repository.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from wharf.db.models import (
+    ImageStorage,
+    Manifest,
+    ManifestBlob,
+    ManifestChild,
+    ManifestSecurityStatus,
+    MediaType,
+    QuotaNamespaceSize,
+    QuotaRepositorySize,
+    Tag,
+    UploadedBlob,
+)
+from wharf.registry.manifests import ParsedManifest
+from wharf.registry.tags import alive
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    id: int
+    digest: str
+    media_type: str
+    body: bytes
+
+    @classmethod
+    def from_row(cls, manifest: Manifest, media_type: str) -> StoredManifest:
+        return cls(manifest.id, manifest.digest, media_type, manifest.manifest_bytes.encode())
+
+
+def _with_media_type() -> Select[Manifest, str]:
+    return select(Manifest, MediaType.name).join(MediaType, MediaType.id == Manifest.media_type_id)
+
+
+async def manifest_by_tag(
+    session: AsyncSession, repository_id: int, tag: str, now_ms: int
+) -> StoredManifest | None:
+    """The manifest of the alive visible tag `tag` (Quay's GET-by-tag query)."""
+    query = (
+        _with_media_type()
+        .join(Tag, Tag.manifest_id == Manifest.id)
+        .where(
+            Tag.repository_id == repository_id,
+            Tag.name == tag,
+            alive(now_ms),
+            Tag.hidden.is_(False),
+        )
+        .order_by(Tag.lifetime_start_ms.desc(), Tag.id.desc())
+        .limit(1)
+    )
+    row = (await session.execute(query)).first()
+    return None if row is None else StoredManifest.from_row(row[0], row[1])
+
+
+def _reachable(now_ms: int) -> ColumnElement[bool]:
+    """An alive tag on the manifest, or on an index that lists it."""
+    parent_tag = aliased(Tag)
+    tagged = exists().where(Tag.manifest_id == Manifest.id, alive(now_ms))
+    listed = exists().where(
+        ManifestChild.child_manifest_id == Manifest.id,
+        parent_tag.manifest_id == ManifestChild.manifest_id,
+        parent_tag.lifetime_end_ms.is_(None) | (parent_tag.lifetime_end_ms > now_ms),
+    )
+    return tagged | listed
+
+
+async def manifest_by_digest(
+    session: AsyncSession, repository_id: int, digest: str, now_ms: int
+) -> StoredManifest | None:
+    """The manifest `digest` when the repository can serve it (see the module docstring)."""
+    query = _with_media_type().where(
+        Manifest.repository_id == repository_id,
+        Manifest.digest == digest,
+        _reachable(now_ms),
+    )
+    row = (await session.execute(query.limit(1))).first()
+    return None if row is None else StoredManifest.from_row(row[0], row[1])
+
+
+async def find_manifest_id(session: AsyncSession, repository_id: int, digest: str) -> int | None:
+    """The row of `digest` in the repository, alive or not (Quay reuses dead rows too)."""
+    query = select(Manifest.id).where(
+        Manifest.repository_id == repository_id, Manifest.digest == digest
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def resolve_blobs(
+    session: AsyncSession, repository_id: int, digests: Sequence[str]
+) -> dict[str, int]:
+    """`imagestorage` ids of the digests the repository may reference: uploaded to it (an
+    `uploadedblob` row) or already part of one of its manifests."""
+    if not digests:
+        return {}
+    uploaded = (
+        select(ImageStorage.content_checksum, ImageStorage.id)
+        .join(UploadedBlob, UploadedBlob.blob_id == ImageStorage.id)
+        .where(UploadedBlob.repository_id == repository_id)
+        .where(ImageStorage.content_checksum.in_(digests))
+    )
+    referenced = (
+        select(ImageStorage.content_checksum, ImageStorage.id)
+        .join(ManifestBlob, ManifestBlob.blob_id == ImageStorage.id)
+        .where(ManifestBlob.repository_id == repository_id)
+        .where(ImageStorage.content_checksum.in_(digests))
+    )
+    found: dict[str, int] = {}
+    for query in (uploaded, referenced):
+        for digest, storage_id in await session.execute(query):
+            if digest is not None:
+                found.setdefault(digest, storage_id)
+        if len(found) == len(set(digests)):
+            break
+    return found
+
+
+async def resolve_manifests(
+    session: AsyncSession, repository_id: int, digests: Sequence[str]
+) -> dict[str, int]:
+    """Manifest ids of the digests present in the repository (children of an index)."""
+    if not digests:
+        return {}
+    query = select(Manifest.digest, Manifest.id).where(
+        Manifest.repository_id == repository_id, Manifest.digest.in_(digests)
+    )
+    return {digest: manifest_id for digest, manifest_id in await session.execute(query)}
+
+
+async def media_type_id(session: AsyncSession, name: str) -> int:
+    """`mediatype` ids differ between Quay's migrations and its test seed: look them up."""
+    found = (
+        await session.execute(select(MediaType.id).where(MediaType.name == name))
+    ).scalar_one_or_none()
+    if found is None:
+        raise LookupError(f"media type {name!r} is not seeded in the mediatype table")
+    return found
+
+
+async def insert_manifest(
+    session: AsyncSession,
+    *,
+    repository_id: int,
+    namespace_id: int | None,
+    parsed: ParsedManifest,
+    digest: str,
+    blob_ids: Iterable[int],
+    child_ids: Iterable[int],
+) -> int:
+    """Quay's manifest creation in the caller's transaction: the manifest, its blobs, its
+    children, the pending security status, and the quota reset. A concurrent writer that
+    inserted the same digest first wins; its row is returned."""
+    manifest = Manifest(
+        repository_id=repository_id,
+        digest=digest,
+        media_type_id=await media_type_id(session, parsed.media_type),
+        manifest_bytes=parsed.text,
+        config_media_type=parsed.config_media_type,
+        layers_compressed_size=parsed.layers_compressed_size,
+        subject=parsed.subject.digest if parsed.subject else None,
+        subject_backfilled=True,
+        artifact_type=parsed.artifact_type,
+        artifact_type_backfilled=True,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(manifest)
+    except IntegrityError:
+        existing = await find_manifest_id(session, repository_id, digest)
+        if existing is None:
+            raise
+        return existing
+    session.add_all(
+        ManifestBlob(repository_id=repository_id, manifest_id=manifest.id, blob_id=blob_id)
+        for blob_id in dict.fromkeys(blob_ids)
+    )
+    session.add_all(
+        ManifestChild(repository_id=repository_id, manifest_id=manifest.id, child_manifest_id=c)
+        for c in dict.fromkeys(child_ids)
+    )
+    session.add(ManifestSecurityStatus(manifest_id=manifest.id, repository_id=repository_id))
+    await _reset_quota_backfill(session, repository_id, namespace_id)
+    await session.flush()
+    return manifest.id
+
+
+async def _reset_quota_backfill(
+    session: AsyncSession, repository_id: int, namespace_id: int | None
+) -> None:
+    # With quota management off, Quay invalidates any size computed so far (0 rows usually).
+    for table, key in (
+        (QuotaRepositorySize, QuotaRepositorySize.repository_id == repository_id),
+        (QuotaNamespaceSize, QuotaNamespaceSize.namespace_user_id == namespace_id),
+    ):
+        await session.execute(
+            update(table)
+            .where(and_(key, table.backfill_start_ms.is_not(None)))
+            .values(size_bytes=0, backfill_start_ms=None, backfill_complete=false())
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def referrers(
+    session: AsyncSession, repository_id: int, subject: str, now_ms: int
+) -> list[StoredManifest]:
+    """Manifests of the repository whose `subject` is `subject` and that are still alive."""
+    query = (
+        _with_media_type()
+        .where(Manifest.repository_id == repository_id, Manifest.subject == subject)
+        .where(exists().where(Tag.manifest_id == Manifest.id, alive(now_ms)))
+        .order_by(Manifest.id)
+    )
+    return [StoredManifest.from_row(m, name) for m, name in await session.execute(query)]
