@@ -85,6 +85,10 @@ class Registry:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    mode: str = "mirror"
+    config_file: Path | None = None
+    """Wharf's `--config`; standalone and full modes need one."""
+    username: str = ADMIN
 
     @property
     def host(self) -> str:
@@ -104,7 +108,7 @@ class Registry:
         return self.kind == "wharf"
 
     def credentials(self) -> tuple[str, str]:
-        return ADMIN, self.password
+        return self.username, self.password
 
     def __enter__(self) -> Registry:
         self.start()
@@ -124,7 +128,9 @@ class Registry:
             if binary is None:
                 unavailable("the wharf command")
             data = self.workdir / "wharf-data"
-            command = [str(binary), "serve", "--mode", "mirror", "--data-dir", str(data)]
+            command = [str(binary), "serve", "--mode", self.mode, "--data-dir", str(data)]
+            if self.config_file is not None:
+                command += ["--config", str(self.config_file)]
             command += ["--host", "127.0.0.1", "--port", str(self.port)]
             return command, {**os.environ, "WHARF_ADMIN_PASSWORD": self.password}
         if not os.access(DISTRIBUTION_BIN, os.X_OK):

@@ -24,8 +24,8 @@ from wharf.storage import (
 if TYPE_CHECKING:
     from wharf.db.engine import Database
 
-MODES = ("mirror", "standalone", "full")
-ADMIN_USERNAME = "admin"
+from wharf.cli.serve_config import ADMIN_USERNAME, MODES, ServeConfigError, build_settings
+
 ADMIN_PASSWORD_ENV = "WHARF_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
 ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 - a file name
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         result: int = args.handler(args)
-    except (StorageError, ConfigFileError) as exc:
+    except (StorageError, ConfigFileError, ServeConfigError) as exc:
         print(f"wharf: error: {exc}", file=sys.stderr)
         return 2
     return result
@@ -85,15 +85,6 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigFileError(f"{path} must hold a mapping of configuration keys")
     return loaded
-
-
-def mirror_config(data_dir: Path) -> dict[str, Any]:
-    return {
-        "DISTRIBUTED_STORAGE_CONFIG": {
-            "local": ["LocalStorage", {"storage_path": str(data_dir / "storage")}]
-        },
-        "DISTRIBUTED_STORAGE_PREFERENCE": ["local"],
-    }
 
 
 def admin_password(data_dir: Path, *, has_password: bool) -> str | None:
@@ -151,41 +142,54 @@ async def ensure_admin_user(db: Database, data_dir: Path, *, rounds: int = 12) -
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
-    from wharf.db.engine import Database
+    from wharf.db.engine import Database, DatabaseConfigError
     from wharf.registry.app import create_app, prepare_context
     from wharf.registry.auth import AccessPolicy, load_or_create_signing_key
     from wharf.registry.auth.keys import DEFAULT_KEY_FILENAME
     from wharf.registry.context import RegistryAuth, RegistryContext
 
-    config = mirror_config(args.data_dir)
-    if args.config:
-        config.update(read_config_file(args.config))
-    # The data directory holds the database (with password hashes) and the signing key.
+    config = read_config_file(args.config) if args.config else {}
+    settings = build_settings(
+        args.mode, config, data_dir=args.data_dir, host=args.host, port=args.port
+    )
+    # The data directory holds the signing key (and in mirror mode the database).
     args.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     args.data_dir.chmod(0o700)
-    storage = DistributedStorage.from_config(load_storage_config(config))
-    db_url = str(config.get("DB_URI") or f"sqlite+aiosqlite:///{args.data_dir / 'wharf.db'}")
-    db = Database(db_url)
-    mirror = args.mode == "mirror"
-    service = str(config.get("SERVER_HOSTNAME") or f"{args.host}:{args.port}")
-    policy = (
-        AccessPolicy(push_anywhere=frozenset({ADMIN_USERNAME}), anonymous_access=True)
-        if mirror
-        else AccessPolicy(anonymous_access=bool(config.get("FEATURE_ANONYMOUS_ACCESS", True)))
+    storage = DistributedStorage.from_config(load_storage_config(settings.storage_config))
+    try:
+        db = Database(settings.db_url, reader_url=settings.reader_url, pool=settings.pool)
+    except (ArgumentError, DatabaseConfigError, ImportError) as exc:
+        # Never echo the URL: it may carry a password.
+        kind = type(exc).__name__
+        raise ServeConfigError(f"DB_URI is not a usable database URL ({kind})") from None
+    policy = AccessPolicy(
+        superusers=settings.superusers,
+        push_anywhere=settings.push_anywhere,
+        anonymous_access=settings.anonymous_access,
     )
     key = load_or_create_signing_key(args.data_dir / DEFAULT_KEY_FILENAME)
-    auth = RegistryAuth.create(key, service=service, policy=policy)
+    auth = RegistryAuth.create(key, service=settings.service, policy=policy)
 
     async def prepare() -> RegistryContext:
         await storage.validate(storage.preferred_locations[:1])
-        context = await prepare_context(storage, db, public_on_create=mirror, auth=auth)
-        if mirror:
+        context = await prepare_context(
+            storage, db, public_on_create=settings.public_on_create, auth=auth
+        )
+        context.max_blob_size = settings.max_blob_size
+        context.blob_redirects = settings.blob_redirects
+        if settings.bootstraps_admin:
             await ensure_admin_user(db, args.data_dir)
         await db.dispose()  # pools are bound to this loop; uvicorn's loop opens fresh ones
         return context
 
-    app = create_app(asyncio.run(prepare()))
+    try:
+        context = asyncio.run(prepare())
+    except (OperationalError, InterfaceError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise ServeConfigError(f"cannot use the database: {reason}") from None
+    app = create_app(context)
     print(f"wharf: serving {args.mode} mode on http://{args.host}:{args.port}", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
