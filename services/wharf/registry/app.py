@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wharf.db.engine import Database
 from wharf.db.migrate import upgrade_database
@@ -13,7 +14,13 @@ from wharf.db.seed import ensure_storage_locations
 from wharf.registry.access import authenticate
 from wharf.registry.auth import SigningKey
 from wharf.registry.context import RegistryAuth, RegistryContext
-from wharf.registry.errors import BLOB_UNKNOWN, BLOB_UPLOAD_INVALID, ErrorCode, RegistryError
+from wharf.registry.errors import (
+    BLOB_UNKNOWN,
+    BLOB_UPLOAD_INVALID,
+    UNSUPPORTED,
+    ErrorCode,
+    RegistryError,
+)
 from wharf.registry.listing_routes import router as listing_router
 from wharf.registry.manifest_routes import router as manifest_router
 from wharf.registry.routes import router
@@ -30,6 +37,7 @@ API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "storage is unavailable; retry later")
 STORAGE_FAILED = ErrorCode("UNKNOWN", 500, "storage refused the operation")
 UNEXPECTED = ErrorCode("UNKNOWN", 500, "unexpected server error")
+NO_ROUTE = ErrorCode("UNSUPPORTED", 404, "no such endpoint")
 log = logging.getLogger("wharf.registry")
 
 
@@ -81,6 +89,14 @@ def create_app(context: RegistryContext) -> FastAPI:
         if isinstance(exc, BackendUnavailable):
             return RegistryError(UNAVAILABLE, headers={"Retry-After": "5"}).response(head=head)
         return RegistryError(STORAGE_FAILED).response(head=head)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Paths and methods no route serves: still the registry's error format.
+        code = UNSUPPORTED if exc.status_code == 405 else NO_ROUTE
+        detail = {"method": request.method, "path": request.url.path}
+        error = RegistryError(code, detail, status=exc.status_code, headers=dict(exc.headers or {}))
+        return error.response(head=request.method == "HEAD")
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> Response:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,7 +73,15 @@ async def commit_blob(
     location_ids: Mapping[str, int],
 ) -> int:
     """Quay's commit: get or create the `imagestorage` row and its placement, then protect the
-    blob for this repository with an `uploadedblob` row. Returns the storage id."""
+    blob for this repository with an `uploadedblob` row. Returns the storage id.
+
+    Quay's schema has no unique constraint on the digest: concurrent commits of one digest on
+    PostgreSQL are serialised by a transaction advisory lock on it (SQLite writers already
+    are), so that they share one row."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _blob_lock_key(digest)}
+        )
     storage = (
         (
             await session.execute(
@@ -114,3 +123,8 @@ async def commit_blob(
     )
     await session.flush()
     return storage.id
+
+
+def _blob_lock_key(digest: str) -> int:
+    seed = hashlib.sha256(f"wharf_commit_blob:{digest}".encode()).digest()[:8]
+    return int.from_bytes(seed, "big", signed=True)

@@ -8,6 +8,7 @@ last chunk ended. No database connection is held while bytes stream to storage.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,9 @@ from wharf.registry.errors import (
 from wharf.registry.ranges import upload_range_header
 from wharf.storage import InvalidUpload, content_path
 from wharf.storage.keys import UPLOADS
+
+UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,255}")
+"""What an upload id can look like (Quay's and Wharf's are UUIDs)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class Uploads:
         return upload_id
 
     async def state(self, repository_id: int, upload_id: str) -> UploadState:
+        if not UPLOAD_ID_RE.fullmatch(upload_id):
+            # Never a row: and a NUL byte or odd text must not reach the database driver.
+            raise RegistryError(BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id[:64]})
         async with self.ctx.db.reader(fresh=True) as session:
             row = (
                 await session.execute(
