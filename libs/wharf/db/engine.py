@@ -110,7 +110,8 @@ def make_engine(
             max_overflow=pool.max_overflow,
             pool_timeout=pool.pool_timeout,
             pool_recycle=pool.pool_recycle,
-            pool_pre_ping=pool.pool_pre_ping,
+            # A SQLite file cannot go away under a pooled connection: no ping round trip.
+            pool_pre_ping=pool.pool_pre_ping and not is_sqlite(parsed),
         )
     if is_sqlite(parsed):
         connect_args = kwargs.setdefault("connect_args", {})

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wharf.db.engine import Database
 from wharf.db.migrate import upgrade_database
@@ -33,12 +34,33 @@ from wharf.storage import (
     StorageError,
 )
 
-API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+API_VERSION_RAW = (b"docker-distribution-api-version", b"registry/2.0")
 UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "storage is unavailable; retry later")
 STORAGE_FAILED = ErrorCode("UNKNOWN", 500, "storage refused the operation")
 UNEXPECTED = ErrorCode("UNKNOWN", 500, "unexpected server error")
 NO_ROUTE = ErrorCode("UNSUPPORTED", 404, "no such endpoint")
 log = logging.getLogger("wharf.registry")
+
+
+class ApiVersionHeader:
+    """Adds `Docker-Distribution-API-Version` to every response. A plain ASGI middleware:
+    Starlette's `BaseHTTPMiddleware` wraps every body read in task groups, measurably slow."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), API_VERSION_RAW]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
 
 
 async def prepare_context(
@@ -66,11 +88,7 @@ def create_app(context: RegistryContext) -> FastAPI:
     app.state.registry = context
     app.state.storage = context.storage
 
-    @app.middleware("http")
-    async def api_version(request: Request, call_next):  # type: ignore[no-untyped-def]
-        response: Response = await call_next(request)
-        response.headers.update(API_VERSION_HEADER)
-        return response
+    app.add_middleware(ApiVersionHeader)
 
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> Response:

@@ -30,6 +30,7 @@ from wharf.registry.errors import (
     MANIFEST_INVALID,
     MANIFEST_TOO_LARGE,
     MANIFEST_UNKNOWN,
+    NAME_UNKNOWN,
     RegistryError,
 )
 from wharf.registry.manifests import (
@@ -41,6 +42,7 @@ from wharf.registry.manifests import (
 )
 from wharf.registry.names import is_tag
 from wharf.registry.negotiation import accepts
+from wharf.registry.repositories import find_repository
 from wharf.registry.routes import check_digest, resolve_repository
 
 router = APIRouter()
@@ -168,9 +170,13 @@ async def _find(
     request: Request, authorized: Authorized, tag: str | None, digest: str | None
 ) -> rows.StoredManifest:
     ctx = registry_context(request)
-    repository = await resolve_repository(request, authorized)
     now = now_ms()
+    # One session for the repository and the manifest: on SQLite every statement of a
+    # session is a hop to its connection's thread, and GETs are the hot path.
     async with ctx.db.reader() as session:
+        repository = await find_repository(session, authorized.name)
+        if repository is None:
+            raise RegistryError(NAME_UNKNOWN, {"name": str(authorized.name)})
         if tag is not None:
             stored = await rows.manifest_by_tag(session, repository.id, tag, now)
             if stored is None:

@@ -66,6 +66,27 @@ def _write_all(handle: IO[bytes], batch: list[bytes]) -> int:
     return total
 
 
+async def _write_pipelined(handle: IO[bytes], chunks: AsyncIterable[bytes]) -> int:
+    """Write `chunks` in order, one batch on the disk while the next one arrives: receiving
+    (and hashing) and writing overlap instead of taking turns. At most two batches are held."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[int] | None = None
+    written = 0
+    try:
+        async for batch in batches(chunks, WRITE_BATCH_SIZE):
+            if pending is not None:
+                written += await pending
+            pending = loop.run_in_executor(None, _write_all, handle, batch)
+        if pending is not None:
+            written += await pending
+            pending = None
+    finally:
+        if pending is not None:
+            # A failed source: the caller truncates or discards the file, after this write.
+            await asyncio.wait([pending])
+    return written
+
+
 class LocalStorage(BaseDriver):
     driver_name = "LocalStorage"
 
@@ -130,10 +151,8 @@ class LocalStorage(BaseDriver):
     ) -> int:
         target = self._file(path)
         partial = await _io(self._open_partial, target)
-        written = 0
         try:
-            async for batch in batches(chunks, WRITE_BATCH_SIZE):
-                written += await _io(_write_all, partial, batch)
+            written = await _write_pipelined(partial, chunks)
             await _io(self._commit_partial, partial, target)
         except BaseException:
             await _io(self._discard_partial, partial)
@@ -174,10 +193,8 @@ class LocalStorage(BaseDriver):
         self, upload_id: str, offset: int, chunks: AsyncIterable[bytes], metadata: JSONDict
     ) -> ChunkResult:
         handle = await _io(self._open_upload, upload_id, offset)
-        written = 0
         try:
-            async for batch in batches(chunks, WRITE_BATCH_SIZE):
-                written += await _io(_write_all, handle, batch)
+            written = await _write_pipelined(handle, chunks)
         except BaseException:
             # Forget the partial chunk: the upload still ends at `offset`.
             await _io(self._truncate_and_close, handle, offset)

@@ -25,9 +25,11 @@ signature, issuer, audience, then `nbf`/`iat`/`exp` with 30 s of leeway and
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +188,9 @@ def _numeric_claim(claims: Mapping[str, Any], name: str) -> int:
     return int(value)
 
 
+VERIFIED_CACHE_SIZE = 4096
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -205,6 +210,7 @@ class TokenVerifier:
         self.leeway_s = leeway_s
         self.max_lifetime_s = max_lifetime_s
         self._clock = clock
+        self._verified: OrderedDict[bytes, VerifiedToken] = OrderedDict()
 
     @classmethod
     def for_signing_key(
@@ -272,7 +278,25 @@ class TokenVerifier:
         return issued_at, expires_at
 
     def verify(self, token: str) -> VerifiedToken:
-        """Check everything about `token`; raise `TokenError` saying what is wrong."""
+        """Check everything about `token`; raise `TokenError` saying what is wrong.
+
+        A token that verified is remembered (by its SHA-256) until it expires: a client sends
+        the same token on every request, and an RSA verification per request is a measurable
+        share of a manifest GET."""
+        key = hashlib.sha256(token.encode()).digest()
+        known = self._verified.get(key)
+        if known is not None:
+            if known.expires_at > self._clock() - self.leeway_s:
+                self._verified.move_to_end(key)
+                return known
+            del self._verified[key]
+        verified = self._verify(token)
+        self._verified[key] = verified
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return verified
+
+    def _verify(self, token: str) -> VerifiedToken:
         if len(token) > MAX_TOKEN_LENGTH:
             raise TokenError(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
         if token.count(".") != 2:
