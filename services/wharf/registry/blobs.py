@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from wharf.db.models import (
     ImageStorage,
@@ -32,8 +33,11 @@ class BlobRecord:
     locations: frozenset[str]
 
 
-async def find_blob(session: AsyncSession, repository_id: int, digest: str) -> BlobRecord | None:
-    """A blob the repository may read: uploaded to it, or referenced by one of its manifests."""
+def find_blob(session: Session, repository_id: int, digest: str) -> BlobRecord | None:
+    """A blob the repository may read: uploaded to it, or referenced by one of its manifests.
+
+    Synchronous ORM code: run it with `Database.read` (the pull path) or, inside an async
+    transaction, with `AsyncSession.run_sync`."""
     via_upload = (
         select(ImageStorage)
         .join(UploadedBlob, UploadedBlob.blob_id == ImageStorage.id)
@@ -41,7 +45,7 @@ async def find_blob(session: AsyncSession, repository_id: int, digest: str) -> B
         .where(ImageStorage.content_checksum == digest)
         .limit(1)
     )
-    storage = (await session.execute(via_upload)).scalars().first()
+    storage = session.execute(via_upload).scalars().first()
     if storage is None:
         via_manifest = (
             select(ImageStorage)
@@ -50,10 +54,10 @@ async def find_blob(session: AsyncSession, repository_id: int, digest: str) -> B
             .where(ImageStorage.content_checksum == digest)
             .limit(1)
         )
-        storage = (await session.execute(via_manifest)).scalars().first()
+        storage = session.execute(via_manifest).scalars().first()
     if storage is None:
         return None
-    locations = await session.execute(
+    locations = session.execute(
         select(ImageStorageLocation.name)
         .join(ImageStoragePlacement, ImageStoragePlacement.location_id == ImageStorageLocation.id)
         .where(ImageStoragePlacement.storage_id == storage.id)

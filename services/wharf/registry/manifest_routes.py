@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import AsyncIterable
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 
 from wharf.db.models import Repository, now_ms
 from wharf.registry import manifest_rows as rows
@@ -42,7 +43,7 @@ from wharf.registry.manifests import (
 )
 from wharf.registry.names import is_tag
 from wharf.registry.negotiation import accepts
-from wharf.registry.repositories import find_repository
+from wharf.registry.repositories import repository_query
 from wharf.registry.routes import check_digest, resolve_repository
 
 router = APIRouter()
@@ -169,26 +170,29 @@ async def _store(
 async def _find(
     request: Request, authorized: Authorized, tag: str | None, digest: str | None
 ) -> rows.StoredManifest:
-    ctx = registry_context(request)
-    now = now_ms()
-    # One session for the repository and the manifest: on SQLite every statement of a
-    # session is a hop to its connection's thread, and GETs are the hot path.
-    async with ctx.db.reader() as session:
-        repository = await find_repository(session, authorized.name)
+    name, now = authorized.name, now_ms()
+
+    def lookup(session: Session) -> rows.StoredManifest:
+        repository = session.execute(repository_query(name)).scalars().first()
         if repository is None:
-            raise RegistryError(NAME_UNKNOWN, {"name": str(authorized.name)})
+            raise RegistryError(NAME_UNKNOWN, {"name": str(name)})
         if tag is not None:
-            stored = await rows.manifest_by_tag(session, repository.id, tag, now)
-            if stored is None:
-                expired = await tags.tag_existed(session, repository.id, tag)
+            found = rows.first_manifest(session.execute(rows.by_tag_query(repository.id, tag, now)))
+            if found is None:
+                expired = session.execute(tags.existed_query(repository.id, tag)).first()
                 reason = "the tag has expired or was deleted" if expired else "no such tag"
                 raise RegistryError(MANIFEST_UNKNOWN, {"tag": tag, "reason": reason})
-            return stored
+            return found
         assert digest is not None
-        stored = await rows.manifest_by_digest(session, repository.id, digest, now)
-    if stored is None:
-        raise RegistryError(MANIFEST_UNKNOWN, {"digest": digest})
-    return stored
+        found = rows.first_manifest(
+            session.execute(rows.by_digest_query(repository.id, digest, now))
+        )
+        if found is None:
+            raise RegistryError(MANIFEST_UNKNOWN, {"digest": digest})
+        return found
+
+    # The hot path of every pull: one read transaction, one hop (see `Database.read`).
+    return await registry_context(request).db.read(lookup)
 
 
 @router.api_route("/v2/{name:path}/manifests/{reference}", methods=["GET", "HEAD"])

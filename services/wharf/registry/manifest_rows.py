@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, select, update
+from sqlalchemy import ColumnElement, Result, Select, and_, exists, false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -48,11 +48,10 @@ def _with_media_type() -> Select[Manifest, str]:
     return select(Manifest, MediaType.name).join(MediaType, MediaType.id == Manifest.media_type_id)
 
 
-async def manifest_by_tag(
-    session: AsyncSession, repository_id: int, tag: str, now_ms: int
-) -> StoredManifest | None:
-    """The manifest of the alive visible tag `tag` (Quay's GET-by-tag query)."""
-    query = (
+def by_tag_query(repository_id: int, tag: str, now_ms: int) -> Select[Manifest, str]:
+    """The manifest of the alive visible tag `tag` (Quay's GET-by-tag query, ordered so that
+    the answer is deterministic even if two alive rows ever existed)."""
+    return (
         _with_media_type()
         .join(Tag, Tag.manifest_id == Manifest.id)
         .where(
@@ -64,8 +63,6 @@ async def manifest_by_tag(
         .order_by(Tag.lifetime_start_ms.desc(), Tag.id.desc())
         .limit(1)
     )
-    row = (await session.execute(query)).first()
-    return None if row is None else StoredManifest.from_row(row[0], row[1])
 
 
 def _reachable(now_ms: int) -> ColumnElement[bool]:
@@ -80,17 +77,28 @@ def _reachable(now_ms: int) -> ColumnElement[bool]:
     return tagged | listed
 
 
+def by_digest_query(repository_id: int, digest: str, now_ms: int) -> Select[Manifest, str]:
+    """The manifest `digest` when the repository can serve it (see the module docstring)."""
+    return (
+        _with_media_type()
+        .where(
+            Manifest.repository_id == repository_id,
+            Manifest.digest == digest,
+            _reachable(now_ms),
+        )
+        .limit(1)
+    )
+
+
+def first_manifest(rows: Result[Manifest, str]) -> StoredManifest | None:
+    row = rows.first()
+    return None if row is None else StoredManifest.from_row(row[0], row[1])
+
+
 async def manifest_by_digest(
     session: AsyncSession, repository_id: int, digest: str, now_ms: int
 ) -> StoredManifest | None:
-    """The manifest `digest` when the repository can serve it (see the module docstring)."""
-    query = _with_media_type().where(
-        Manifest.repository_id == repository_id,
-        Manifest.digest == digest,
-        _reachable(now_ms),
-    )
-    row = (await session.execute(query.limit(1))).first()
-    return None if row is None else StoredManifest.from_row(row[0], row[1])
+    return first_manifest(await session.execute(by_digest_query(repository_id, digest, now_ms)))
 
 
 async def find_manifest_id(session: AsyncSession, repository_id: int, digest: str) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wharf.db.models import (
@@ -21,9 +21,9 @@ VISIBILITY_PRIVATE = 2
 KIND_IMAGE = 1
 
 
-async def find_repository(session: AsyncSession, name: RepositoryName) -> Repository | None:
+def repository_query(name: RepositoryName) -> Select[Repository]:
     """Quay's lookup: namespace by username, repository by name, never one being deleted."""
-    query = (
+    return (
         select(Repository)
         .join(User, Repository.namespace_user_id == User.id)
         .where(
@@ -32,7 +32,10 @@ async def find_repository(session: AsyncSession, name: RepositoryName) -> Reposi
             Repository.state != RepositoryState.MARKED_FOR_DELETION,
         )
     )
-    return (await session.execute(query)).scalars().first()
+
+
+async def find_repository(session: AsyncSession, name: RepositoryName) -> Repository | None:
+    return (await session.execute(repository_query(name))).scalars().first()
 
 
 async def create_repository(

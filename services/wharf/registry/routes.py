@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from wharf.db.models import Repository, User
 from wharf.registry import blobs
@@ -26,7 +27,7 @@ from wharf.registry.errors import (
 )
 from wharf.registry.names import RepositoryName, parse_repository_name
 from wharf.registry.ranges import RangeError, parse_content_range, parse_range, upload_range_header
-from wharf.registry.repositories import create_repository, find_repository
+from wharf.registry.repositories import create_repository, find_repository, repository_query
 from wharf.registry.uploads import Uploads
 from wharf.storage import DownloadContext, content_path
 
@@ -158,7 +159,8 @@ async def _mount(
         source_repo = await find_repository(session, source_name)
         if source_repo is None:
             return False
-        blob = await blobs.find_blob(session, source_repo.id, digest)
+        source_id = source_repo.id
+        blob = await session.run_sync(lambda sync: blobs.find_blob(sync, source_id, digest))
         if blob is None or not blob.locations:
             return False
         location = sorted(blob.locations)[0]
@@ -231,10 +233,16 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     head = request.method == "HEAD"
     authorized = authorize(request, name, PULL)
     check_digest(digest)
-    repository = await resolve_repository(request, authorized)
     ctx = _ctx(request)
-    async with ctx.db.reader() as session:
-        blob = await blobs.find_blob(session, repository.id, digest)
+    name_parsed = authorized.name
+
+    def lookup(session: Session) -> blobs.BlobRecord | None:
+        repository = session.execute(repository_query(name_parsed)).scalars().first()
+        if repository is None:
+            raise RegistryError(NAME_UNKNOWN, {"name": str(name_parsed)})
+        return blobs.find_blob(session, repository.id, digest)
+
+    blob = await ctx.db.read(lookup)  # one read transaction, one hop: see `Database.read`
     if blob is None or not blob.locations:
         raise RegistryError(BLOB_UNKNOWN, {"digest": digest})
     headers = {

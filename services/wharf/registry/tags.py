@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from sqlalchemy import ColumnElement, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -76,12 +76,13 @@ async def live_tag(session: AsyncSession, repository_id: int, name: str, now_ms:
     return (await session.execute(query)).scalars().first()
 
 
-async def tag_existed(session: AsyncSession, repository_id: int, name: str) -> bool:
-    """Whether a visible tag of that name ever existed (an ended one is Quay's TAG_EXPIRED)."""
-    query = select(Tag.id).where(
-        Tag.repository_id == repository_id, Tag.name == name, Tag.hidden.is_(False)
+def existed_query(repository_id: int, name: str) -> Select[int]:
+    """Any visible row of that name, alive or ended (an ended one is Quay's TAG_EXPIRED)."""
+    return (
+        select(Tag.id)
+        .where(Tag.repository_id == repository_id, Tag.name == name, Tag.hidden.is_(False))
+        .limit(1)
     )
-    return (await session.execute(query.limit(1))).first() is not None
 
 
 async def retarget_tag(
