@@ -24,6 +24,7 @@ from wharf.storage import (
 if TYPE_CHECKING:
     from wharf.db.engine import Database
 
+from wharf.cli.edge_commands import add_edge_commands
 from wharf.cli.serve_config import ADMIN_USERNAME, MODES, ServeConfigError, build_settings
 
 ADMIN_PASSWORD_ENV = "WHARF_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     path = storage_commands.add_parser("path", help="print the object key of a blob digest")
     path.add_argument("digest")
     path.set_defaults(handler=_storage_path)
+    add_edge_commands(commands)
     return parser
 
 

@@ -1,0 +1,435 @@
+"""The edge as an ASGI app: route each request by the table, relay it, count and log it.
+
+`create_edge_app(tables, sticky, in_process={...})` returns a plain ASGI callable (no
+framework: the edge adds one hop to every registry request, so it stays thin). Per request:
+
+1. The table is read once (`tables.current()`): one request sees one version throughout.
+2. On an upload session path (`/v2/<name>/blobs/uploads/<id>`) `sticky.upstream_of(id)` says
+   where the upload started; `decide()` then picks the upstream (see routing.py).
+3. The request goes over HTTP (`proxy.UpstreamPool`, streamed both ways) or, for an upstream
+   `inproc:<name>`, straight into `in_process[name]` in this process (`wharf serve`).
+4. Sticky uploads: a `POST .../blobs/uploads/` answered `202` with a `Location` ending in
+   `/blobs/uploads/<id>` pins `<id>` to that upstream *before* the client sees the answer, so
+   its next `PATCH` cannot overtake the pin. A `PUT` answered `201` or a `DELETE` answered
+   `204` releases the pin, also before the answer goes out; a `404` whose body says
+   `BLOB_UPLOAD_UNKNOWN` releases it once that body went through. A pin store that fails or
+   takes over `STICKY_TIMEOUT_S` is logged and counted, and routing goes on by the table (an
+   upload may then fail; requests never hang on the store).
+5. Failures: no response from the upstream is `502` (refused, closed), `503` (an in-process
+   app that is not there) or `504` (connect or read timeout), with `Retry-After`, in the
+   registry error format on `/v2/` paths (`UNAVAILABLE`, `detail.upstream`) and as Quay's API
+   error JSON elsewhere. An upstream that breaks mid-body, or a client that leaves, makes the
+   edge stop at once and close both connections (a truncated body must never look whole).
+   Anything unexpected in the edge itself is logged with its traceback and answered `500` in
+   the same formats, never with a traceback. Quay's API error JSON is
+   `{"status", "error_type", "error_message", "detail"}`; a path no capability matches (only
+   possible in a table without the catch-all) is `404 NOT_FOUND`.
+6. Every request is counted (metrics.py) and logged as one JSON line (accesslog.py); a
+   client that left first is logged as `499`.
+
+The app's lifespan runs every in-process app's lifespan (their state goes into their request
+scopes, as a server would do) and closes the upstream connection pools on shutdown; without
+a lifespan (tests), `await app.aclose()` does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from wharf.edge.accesslog import log_access
+from wharf.edge.inproc import ChildLifespan, dispatch_in_process
+from wharf.edge.metrics import EdgeMetrics
+from wharf.edge.proxy import (
+    ClientDisconnected,
+    Headers,
+    UpstreamBroke,
+    UpstreamPool,
+    UpstreamUnavailable,
+    client_response_headers,
+    request_id_of,
+    upstream_request_headers,
+)
+from wharf.edge.routing import Decision, decide, upload_session_of
+from wharf.edge.state import StickyUploads, TableSource
+from wharf.edge.table import INPROC_SCHEME, RouteTable, Upstream
+
+logger = logging.getLogger("wharf.edge")
+START_UPLOAD_RE = re.compile(r"/v2/.+/blobs/uploads/?")
+LOCATION_SESSION_RE = re.compile(r"/blobs/uploads/([^/]+)$")
+RETRY_AFTER_S = 5
+STICKY_TIMEOUT_S = 2.0
+PEEK_BYTES = 4096
+"""How much of a 404 body on an upload session is kept to look for BLOB_UPLOAD_UNKNOWN."""
+
+
+class _Exchange:
+    """One request's bookkeeping. `receive` and `send` wrap the server's: they count body
+    bytes, apply the response header rules and run the sticky hook before headers go out."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "bytes_in",
+        "bytes_out",
+        "client_gone",
+        "completed",
+        "on_start",
+        "peek",
+        "request_id",
+        "started",
+        "status",
+    )
+
+    def __init__(self, receive: Receive, send: Send, request_id: bytes) -> None:
+        self._receive, self._send, self.request_id = receive, send, request_id
+        self.status = self.bytes_in = self.bytes_out = 0
+        self.started = self.completed = self.client_gone = False
+        self.on_start: Callable[[int, Headers], Awaitable[None]] | None = None
+        self.peek: bytearray | None = None
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.bytes_in += len(message.get("body", b""))
+        elif not self.completed:
+            self.client_gone = True
+        return message
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            headers = client_response_headers(message.get("headers", ()), self.request_id)
+            self.status = message["status"]
+            if self.on_start is not None:
+                await self.on_start(self.status, headers)
+            await self._send({**message, "headers": headers})
+            self.started = True  # after: headers the server refused leave room for a 500
+            return
+        if kind == "http.response.body":
+            body = message.get("body", b"")
+            self.bytes_out += len(body)
+            if self.peek is not None and len(self.peek) < PEEK_BYTES:
+                self.peek += body[: PEEK_BYTES - len(self.peek)]
+            if not message.get("more_body", False):
+                self.completed = True
+        await self._send(message)
+
+
+class EdgeApp:
+    def __init__(
+        self,
+        tables: TableSource,
+        sticky: StickyUploads,
+        *,
+        in_process: Mapping[str, ASGIApp] | None = None,
+        metrics_path: str | None = None,
+    ) -> None:
+        self.tables = tables
+        self.sticky = sticky
+        self.in_process = dict(in_process or {})
+        self.metrics_path = metrics_path
+        self.pool = UpstreamPool()
+        self.metrics = EdgeMetrics(lambda: tables.current().version)
+        self._lifespans: list[ChildLifespan] = []
+        self._states: dict[str, dict[str, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:  # no websocket route exists behind the edge: refuse the handshake (403)
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def aclose(self) -> None:
+        for child in reversed(self._lifespans):
+            await child.shutdown()
+        self._lifespans, self._states = [], {}
+        await self.pool.close()
+
+    # -- one request ----------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started, wall = time.perf_counter(), time.time()
+        exchange = _Exchange(receive, send, request_id_of(scope["headers"]))
+        method: str = scope["method"]
+        path: str = scope["path"]
+        query = scope["query_string"].decode("latin-1")
+        version = -1
+        decision: Decision | None = None
+        error: str | None = None
+        try:
+            versioned = self.tables.current()
+            version = versioned.version
+            if path == self.metrics_path and self.metrics_path is not None:
+                body, content_type = self.metrics.render()
+                await _respond(exchange, method, 200, body, content_type.encode())
+                return
+            session = upload_session_of(path) if "/blobs/uploads/" in path else None
+            decision = decide(
+                versioned.table,
+                method,
+                path,
+                query,
+                sticky_upstream=await self._sticky_upstream(session) if session else None,
+            )
+            if decision is None:
+                error = "no-route"
+                await _error(exchange, method, path, 404, "NOT_FOUND", "no route", {})
+            else:
+                error = await self._relay(scope, exchange, versioned.table, decision, session)
+        except Exception:
+            # The catch-all: a bug here must cost one request a JSON 500, never a traceback.
+            logger.exception("edge failed on %s %s", method, path)
+            error = "edge-error"
+            if not exchange.started:
+                with contextlib.suppress(Exception):
+                    detail = {"request_id": exchange.request_id.decode()}
+                    await _error(exchange, method, path, 500, "UNKNOWN", "edge error", detail)
+        finally:
+            status = exchange.status
+            if exchange.client_gone and not exchange.completed:
+                status = 499
+            elif not exchange.started:
+                status = status or 500
+            seconds = time.perf_counter() - started
+            if path != self.metrics_path:
+                self.metrics.observe(
+                    capability=decision.capability if decision else "none",
+                    upstream=decision.upstream if decision else "none",
+                    reason=decision.reason if decision else "none",
+                    status=status,
+                    seconds=seconds,
+                    bytes_in=exchange.bytes_in,
+                    bytes_out=exchange.bytes_out,
+                )
+                client = scope.get("client")
+                log_access(
+                    started_wall=wall,
+                    request_id=exchange.request_id.decode(),
+                    method=method,
+                    path=path,
+                    query=query,
+                    status=status,
+                    bytes_in=exchange.bytes_in,
+                    bytes_out=exchange.bytes_out,
+                    duration_s=seconds,
+                    upstream=decision.upstream if decision else None,
+                    reason=decision.reason if decision else None,
+                    capability=decision.capability if decision else None,
+                    table_version=version,
+                    client=client[0] if client else None,
+                    error=error,
+                )
+
+    async def _relay(
+        self,
+        scope: Scope,
+        exchange: _Exchange,
+        table: RouteTable,
+        decision: Decision,
+        session: str | None,
+    ) -> str | None:
+        """Relay to the decided upstream; the error kind for the log, if any."""
+        upstream = table.upstreams[decision.upstream]
+        method: str = scope["method"]
+        if session is not None or (method == "POST" and START_UPLOAD_RE.fullmatch(scope["path"])):
+            exchange.on_start = self._sticky_hook(exchange, upstream.name, method, session)
+        client = scope.get("client")
+        headers = upstream_request_headers(
+            scope["headers"],
+            request_id=exchange.request_id,
+            client_host=client[0] if client else None,
+            scheme=scope.get("scheme", "http"),
+        )
+        error = None
+        flight = self.metrics.flight(upstream.name)
+        flight.inc()
+        try:
+            if upstream.in_process:
+                await self._in_process(upstream, scope, exchange, headers)
+            else:
+                await self.pool.forward(upstream, scope, exchange.receive, exchange.send, headers)
+        except UpstreamUnavailable as failure:
+            error = failure.kind
+            self.metrics.upstream_errors.labels(upstream.name, failure.kind).inc()
+            logger.warning("upstream %s: %s (%s)", upstream.name, failure.message, failure.kind)
+            if not exchange.started:
+                detail = {"upstream": upstream.name}
+                await _error(
+                    exchange, method, scope["path"], failure.status, "UNAVAILABLE",
+                    failure.message, detail, retry_after=True,
+                )  # fmt: skip
+        except UpstreamBroke as failure:
+            # Returning without the last body message makes the server close the connection:
+            # the client sees a truncated transfer, never a short body that looks complete.
+            error = failure.kind
+            self.metrics.upstream_errors.labels(upstream.name, failure.kind).inc()
+            logger.warning("upstream %s broke mid-response: %s", upstream.name, failure.kind)
+        except ClientDisconnected:
+            error = "client-disconnected"
+        finally:
+            flight.dec()
+        if (
+            session is not None
+            and exchange.peek is not None
+            and b"BLOB_UPLOAD_UNKNOWN" in exchange.peek
+        ):
+            await self._sticky_call("release", self.sticky.release(session))
+        return error
+
+    async def _in_process(
+        self, upstream: Upstream, scope: Scope, exchange: _Exchange, headers: Headers
+    ) -> None:
+        name = upstream.url[len(INPROC_SCHEME) :]
+        app = self.in_process.get(name)
+        if app is None:
+            raise UpstreamUnavailable(upstream.name, 503, "not-running", f"{name} is not running")
+        try:
+            await dispatch_in_process(
+                app, scope, exchange.receive, exchange.send, headers, self._states.get(name)
+            )
+        except Exception as failure:
+            if exchange.client_gone:  # Starlette raises ClientDisconnect on a body cut short
+                raise ClientDisconnected from failure
+            logger.exception("in-process upstream %s failed", upstream.name)
+            self.metrics.upstream_errors.labels(upstream.name, "app-error").inc()
+            if not exchange.started:
+                detail = {"upstream": upstream.name}
+                await _error(
+                    exchange, scope["method"], scope["path"], 500, "UNKNOWN", "upstream error",
+                    detail,
+                )  # fmt: skip
+
+    # -- sticky uploads -----------------------------------------------------------------------
+
+    async def _sticky_upstream(self, session: str) -> str | None:
+        try:
+            async with asyncio.timeout(STICKY_TIMEOUT_S):
+                return await self.sticky.upstream_of(session)
+        except Exception:
+            logger.warning("upload pin store failed (upstream_of %s)", session, exc_info=True)
+            self.metrics.sticky_errors.labels("upstream_of").inc()
+            return None
+
+    async def _sticky_call(self, operation: str, call: Awaitable[None]) -> None:
+        try:
+            async with asyncio.timeout(STICKY_TIMEOUT_S):
+                await call
+        except Exception:
+            logger.warning("upload pin store failed (%s)", operation, exc_info=True)
+            self.metrics.sticky_errors.labels(operation).inc()
+
+    def _sticky_hook(
+        self, exchange: _Exchange, upstream: str, method: str, session: str | None
+    ) -> Callable[[int, Headers], Awaitable[None]]:
+        async def on_start(status: int, headers: Headers) -> None:
+            if session is None:  # a POST that may start an upload
+                if status == 202:
+                    started = session_from_location(headers)
+                    if started is not None:
+                        await self._sticky_call("pin", self.sticky.pin(started, upstream))
+            elif (method == "PUT" and status == 201) or (method == "DELETE" and status == 204):
+                # Before the client hears of it, like the pin: its next move sees no pin.
+                await self._sticky_call("release", self.sticky.release(session))
+            elif status == 404:
+                exchange.peek = bytearray()
+
+        return on_start
+
+    # -- lifespan -------------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        try:
+            for name, app in self.in_process.items():
+                child = ChildLifespan(name, app)
+                self._lifespans.append(child)
+                if await child.startup():
+                    self._states[name] = child.state
+        except Exception as failure:
+            logger.exception("in-process app failed to start")
+            await self.aclose()
+            await send({"type": "lifespan.startup.failed", "message": str(failure)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await self.aclose()
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def session_from_location(headers: Headers) -> str | None:
+    """The upload id at the end of a Location (a path or an absolute URL, with or without a
+    query string), or None."""
+    for name, value in headers:
+        if name == b"location":
+            found = LOCATION_SESSION_RE.search(urlsplit(value.decode("latin-1")).path)
+            return found.group(1) if found is not None else None
+    return None
+
+
+async def _respond(
+    exchange: _Exchange,
+    method: str,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    extra: Headers | None = None,
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+    await exchange.send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await exchange.send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+async def _error(
+    exchange: _Exchange,
+    method: str,
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    detail: dict[str, Any],
+    *,
+    retry_after: bool = False,
+) -> None:
+    """An error of the edge's own: the registry format under /v2/, Quay's API format else."""
+    extra: Headers = [(b"retry-after", b"%d" % RETRY_AFTER_S)] if retry_after else []
+    if path == "/v2" or path.startswith("/v2/"):
+        document: dict[str, Any] = {
+            "errors": [{"code": code, "message": message, "detail": detail}]
+        }
+        extra.append((b"docker-distribution-api-version", b"registry/2.0"))
+    else:
+        document = {
+            "status": status,
+            "error_type": code.lower(),
+            "error_message": message,
+            "detail": detail,
+        }
+    body = json.dumps(document).encode()
+    await _respond(exchange, method, status, body, b"application/json", extra)
+
+
+def create_edge_app(
+    tables: TableSource,
+    sticky: StickyUploads,
+    *,
+    in_process: Mapping[str, ASGIApp] | None = None,
+    metrics_path: str | None = None,
+) -> EdgeApp:
+    """The edge. `metrics_path` (e.g. "/metrics") makes the edge answer its own metrics on
+    that path of its public port; by default it does not (see metrics.metrics_response)."""
+    return EdgeApp(tables, sticky, in_process=in_process, metrics_path=metrics_path)

@@ -1,0 +1,423 @@
+"""Switches: the route table's versions and audit trail, and the table every replica serves.
+
+A change is a new row (or Redis hash) holding the whole YAML text with its version, author,
+time and reason; the row before it is the "old" side of the audit entry, so one record
+carries the audit and history cannot disagree with what was served. Versions are
+consecutive and a write is an insert of `latest + 1` that fails if that version exists: two
+concurrent `set`s cannot both win (optimistic concurrency, `expected_version`).
+
+Backends (`store_sql.py`, `store_redis.py`) only store and fetch records; the rules
+(validate before storing, versioning, rollback) live here so that both behave alike.
+`PolledTableSource` is what the proxy reads: the last good table, in memory, refreshed by a
+background task that asks the store for its newest version every 0.25 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from wharf.edge.state import StickyUploads, VersionedTable
+from wharf.edge.table import TableError, parse_table_yaml
+
+log = logging.getLogger("wharf.edge.store")
+
+MAX_TABLE_BYTES = 1024 * 1024
+"""A table is a few kilobytes; a megabyte is a mistake (or an attack on the admin API)."""
+BOOTSTRAP_AUTHOR = "bootstrap"
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or answered with an error; retrying may work."""
+
+
+class VersionConflict(Exception):
+    """Another change was stored first: the table is not at the version the caller read."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(f"the table is at version {current}, not {expected}: re-read and retry")
+        self.expected = expected
+        self.current = current
+
+
+class NoSuchVersion(LookupError):
+    """A rollback to a version the store does not have."""
+
+
+@dataclass(frozen=True)
+class TableRecord:
+    version: int
+    yaml: str
+    author: str
+    reason: str
+    created_at: datetime
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "author": self.author,
+            "reason": self.reason,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change: who, when, why, and the table before (None for the first) and after."""
+
+    record: TableRecord
+    previous_yaml: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.record.summary(),
+            "yaml": self.record.yaml,
+            "previous_yaml": self.previous_yaml,
+        }
+
+
+class SwitchStore(Protocol):
+    """Storage of table records. Every method raises `StoreUnavailable` on backend failure."""
+
+    kind: str
+    """`sqlite`, `postgresql` or `redis`: shown by the status endpoint (never the URL)."""
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def latest_version(self) -> int:
+        """The newest version, 0 for an empty store: the poller's one cheap query."""
+        ...
+
+    async def read(self, version: int) -> TableRecord | None: ...
+
+    async def read_recent(self, limit: int) -> list[TableRecord]:
+        """Up to `limit` records, newest first."""
+        ...
+
+    async def insert(self, record: TableRecord) -> bool:
+        """Store `record` unless its version exists (then False, and nothing changes)."""
+        ...
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def validate_text(text: str) -> None:
+    """Raise TableError (with every problem) unless `text` is a table that can be applied."""
+    if len(text.encode()) > MAX_TABLE_BYTES:
+        raise TableError([f"the table is larger than {MAX_TABLE_BYTES} bytes"])
+    parse_table_yaml(text)
+
+
+class Switches:
+    """The operations of `wharf edge set/rollback/history` over one store."""
+
+    def __init__(self, store: SwitchStore) -> None:
+        self.store = store
+
+    async def latest(self) -> TableRecord | None:
+        version = await self.store.latest_version()
+        return await self.store.read(version) if version else None
+
+    async def set(
+        self, text: str, *, author: str, reason: str, expected_version: int | None = None
+    ) -> TableRecord:
+        """Validate, then store as the next version. Without `expected_version` the change
+        goes on top of whatever is newest (a lost race is retried); with it, a table that
+        moved on raises VersionConflict."""
+        if not reason.strip():
+            raise ValueError("a reason is required: say why the table changes")
+        validate_text(text)
+        for attempt in range(20):
+            if attempt:  # jitter, so that writers racing each other spread out
+                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+            latest = await self.store.latest_version()
+            if expected_version is not None and latest != expected_version:
+                raise VersionConflict(expected_version, latest)
+            record = TableRecord(latest + 1, text, author, reason.strip(), now())
+            if await self.store.insert(record):
+                return record
+            if expected_version is not None:
+                raise VersionConflict(expected_version, await self.store.latest_version())
+        raise VersionConflict(latest, await self.store.latest_version())
+
+    async def rollback(
+        self,
+        *,
+        author: str,
+        reason: str,
+        to_version: int | None = None,
+        expected_version: int | None = None,
+    ) -> TableRecord:
+        """Store the table of `to_version` (default: the one before the newest) as a new
+        version. Conditional on the newest version read here, so two SREs pressing rollback
+        at once roll back one step, not two."""
+        latest = await self.store.latest_version()
+        if expected_version is not None and latest != expected_version:
+            raise VersionConflict(expected_version, latest)
+        target = latest - 1 if to_version is None else to_version
+        if target < 1 or target >= latest:
+            raise NoSuchVersion(f"no version {target} to roll back to (newest is v{latest})")
+        record = await self.store.read(target)
+        if record is None:
+            raise NoSuchVersion(f"version {target} is not in the store")
+        note = f"rollback to v{target}" + (f": {reason.strip()}" if reason.strip() else "")
+        return await self.set(record.yaml, author=author, reason=note, expected_version=latest)
+
+    async def history(self, limit: int = 20) -> list[AuditEntry]:
+        records = await self.store.read_recent(limit + 1)
+        entries = []
+        for index, record in enumerate(records[:limit]):
+            before = records[index + 1] if index + 1 < len(records) else None
+            if before is None or before.version != record.version - 1:
+                before = await self.store.read(record.version - 1) if record.version > 1 else None
+            entries.append(AuditEntry(record, before.yaml if before else None))
+        return entries
+
+
+class RateLimitedLog:
+    """One line per `every` seconds per kind of trouble: a dead store polled four times a
+    second must not write four log lines a second."""
+
+    def __init__(self, logger: logging.Logger, every: float = 30.0) -> None:
+        self.logger, self.every = logger, every
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, message: str) -> None:
+        last, suppressed = self._last.get(key, (float("-inf"), 0))
+        if time.monotonic() - last < self.every:
+            self._last[key] = (last, suppressed + 1)
+            return
+        extra = f" ({suppressed} similar messages suppressed)" if suppressed else ""
+        self.logger.warning("%s%s", message, extra)
+        self._last[key] = (time.monotonic(), 0)
+
+    def recovered(self, key: str, message: str) -> None:
+        if self._last.pop(key, None) is not None:
+            self.logger.warning("%s", message)
+
+
+class PolledTableSource:
+    """A `TableSource` kept in step with a switch store.
+
+    `current()` never touches the store. A background task asks for the newest version every
+    `interval` seconds and swaps in the new table once it has been read and validated; when
+    the store is down or holds a table this process cannot apply, the last good table stays.
+    With an empty store, `start()` stores `bootstrap_yaml` as version 1 (author "bootstrap");
+    with a store unreachable at start, that table is served as version 0 until it answers.
+    """
+
+    def __init__(
+        self,
+        switches: Switches,
+        *,
+        bootstrap_yaml: str | None = None,
+        interval: float = 0.25,
+        timeout: float = 2.0,
+        log_every: float = 30.0,
+    ) -> None:
+        if bootstrap_yaml is not None:
+            validate_text(bootstrap_yaml)  # a bad file fails at start-up, not on first poll
+        self.switches = switches
+        self.bootstrap_yaml = bootstrap_yaml
+        self.interval, self.timeout = interval, timeout
+        self._current: VersionedTable | None = None
+        self._record: TableRecord | None = None
+        self._rejected: int | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._opened = False
+        self._recheck = False
+        self._log = RateLimitedLog(log, log_every)
+        self.last_ok: datetime | None = None
+        self.last_error: str | None = None
+
+    def current(self) -> VersionedTable:
+        if self._current is None:
+            raise RuntimeError("PolledTableSource.start() has not loaded a table yet")
+        return self._current
+
+    @property
+    def record(self) -> TableRecord | None:
+        """The stored record of the current table (None while serving the bootstrap v0)."""
+        return self._record
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "kind": self.switches.store.kind,
+            "last_ok": self.last_ok.isoformat() if self.last_ok else None,
+            "error": self.last_error,
+            "rejected_version": self._rejected,
+        }
+
+    async def start(self) -> None:
+        try:
+            await self.refresh()
+        except StoreUnavailable as error:
+            if self.bootstrap_yaml is None:
+                raise
+            self._failed(error)
+            self._current = VersionedTable(0, parse_table_yaml(self.bootstrap_yaml))
+        if self._current is None:
+            raise RuntimeError("the switch store is empty and no initial table was given")
+        self._task = asyncio.create_task(self._poll(), name="wharf-edge-table-poll")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.switches.store.aclose()
+
+    async def refresh(self) -> bool:
+        """Load the newest version if it differs from ours; True when the table changed.
+        Raises StoreUnavailable; also called by the admin API right after a write."""
+        try:
+            async with self._lock, asyncio.timeout(self.timeout):
+                if not self._opened:  # creates the tables; retried until the store answers
+                    await self.switches.store.open()
+                    self._opened = True
+                return await self._refresh(seed=True)
+        except TimeoutError:
+            raise StoreUnavailable(f"no answer within {self.timeout} s") from None
+
+    async def _refresh(self, *, seed: bool) -> bool:
+        store = self.switches.store
+        latest = await store.latest_version()
+        self._ok()
+        if latest == 0:
+            return await self._seed() if seed else False
+        held = self._current.version if self._current else None
+        recheck, self._recheck = self._recheck, False
+        if latest == self._rejected or (latest == held and not recheck):
+            return False
+        record = await store.read(latest)
+        if record is None:  # removed between the two queries: look again next time
+            return False
+        if latest == held and record == self._record:
+            return False  # after an outage, the same record: nothing happened meanwhile
+        try:
+            table = parse_table_yaml(record.yaml)
+        except TableError as error:
+            self._rejected = latest
+            self._log.warning(
+                "invalid", f"stored table v{latest} is invalid, keeping v{held}: {error}"
+            )
+            return False
+        self._current, self._record, self._rejected = VersionedTable(latest, table), record, None
+        was = f"v{held}" if held is not None else "none"
+        log.info("route table v%d in force (was %s, by %s)", latest, was, record.author)
+        return True
+
+    async def _seed(self) -> bool:
+        if self._record is not None:
+            # We served a stored table and the store is now empty (a Redis without
+            # persistence restarted, say): keep ours rather than fall back to the bootstrap.
+            held = self._record.version
+            self._log.warning("empty", f"the switch store is empty; keeping v{held}")
+            return False
+        if self.bootstrap_yaml is None:
+            return False
+        with contextlib.suppress(VersionConflict):  # another replica seeded it first
+            await self.switches.set(
+                self.bootstrap_yaml,
+                author=BOOTSTRAP_AUTHOR,
+                reason="initial table",
+                expected_version=0,
+            )
+        return await self._refresh(seed=False)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.refresh()
+            except StoreUnavailable as error:
+                self._failed(error)
+            except Exception as error:  # the poller must outlive any one bad answer
+                self._failed(error)
+
+    def _ok(self) -> None:
+        self.last_ok, self.last_error = now(), None
+        self._log.recovered("store", "switch store reachable again")
+
+    def _failed(self, error: Exception) -> None:
+        # A store that comes back may have been replaced or reset and rewritten up to our
+        # version number meanwhile: the first poll after an outage compares the record too.
+        self._recheck = True
+        unexpected = not isinstance(error, StoreUnavailable)
+        self.last_error = f"{type(error).__name__}: {error}" if unexpected else str(error)
+        held = self._current.version if self._current else "none"
+        self._log.warning("store", f"switch store unavailable, serving v{held}: {self.last_error}")
+
+
+class LocalPins:
+    """This replica's cache of upload pins. A pin never changes upstream, so a hit needs no
+    store round trip; a miss reads the store (another replica may have pinned it)."""
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._pins: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def get(self, session_id: str) -> tuple[str, bool] | None:
+        """(upstream, whether the store's expiry should be pushed back) or None."""
+        found = self._pins.get(session_id)
+        if found is None:
+            return None
+        upstream, refreshed = found
+        age = time.monotonic() - refreshed
+        if age > self.ttl:
+            del self._pins[session_id]
+            return None
+        self._pins.move_to_end(session_id)
+        # Sliding expiry without a write per chunk: push it back once half of it is gone.
+        return upstream, age > self.ttl / 2
+
+    def put(self, session_id: str, upstream: str) -> None:
+        self._pins[session_id] = (upstream, time.monotonic())
+        self._pins.move_to_end(session_id)
+        while len(self._pins) > self.size:
+            self._pins.popitem(last=False)
+
+    def drop(self, session_id: str) -> None:
+        self._pins.pop(session_id, None)
+
+
+@dataclass
+class EdgeStores:
+    """What an edge replica needs from a shared store, opened from one URL."""
+
+    switches: Switches
+    sticky: StickyUploads
+
+    async def aclose(self) -> None:
+        await self.switches.store.aclose()
+
+
+def open_stores(
+    url: str, *, prefix: str = "wharf:edge", upload_ttl: float | None = None
+) -> EdgeStores:
+    """`redis://` / `rediss://` / `unix://` for Redis, a database URL otherwise."""
+    from wharf.edge.state import UPLOAD_STICKINESS_S
+
+    ttl = upload_ttl or UPLOAD_STICKINESS_S
+    if url.split(":", 1)[0] in ("redis", "rediss", "unix"):
+        from wharf.edge.store_redis import connect_redis
+
+        return connect_redis(url, prefix=prefix, upload_ttl=ttl)
+    from wharf.db.engine import Database
+    from wharf.edge.store_sql import SqlStickyUploads, SqlSwitchStore
+
+    db = Database(url)
+    return EdgeStores(Switches(SqlSwitchStore(db, owns_db=True)), SqlStickyUploads(db, ttl=ttl))
