@@ -89,6 +89,8 @@ class Registry:
     config_file: Path | None = None
     """Wharf's `--config`; standalone and full modes need one."""
     username: str = ADMIN
+    service: str = "all"
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -131,8 +133,9 @@ class Registry:
             command = [str(binary), "serve", "--mode", self.mode, "--data-dir", str(data)]
             if self.config_file is not None:
                 command += ["--config", str(self.config_file)]
+            command += ["--service", self.service]
             command += ["--host", "127.0.0.1", "--port", str(self.port)]
-            return command, {**os.environ, "WHARF_ADMIN_PASSWORD": self.password}
+            return command, {**os.environ, "WHARF_ADMIN_PASSWORD": self.password, **self.extra_env}
         if not os.access(DISTRIBUTION_BIN, os.X_OK):
             unavailable("docker-registry (CNCF distribution)")
         root = self.workdir / "distribution-data"

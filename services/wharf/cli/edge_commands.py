@@ -88,6 +88,12 @@ def add_edge_commands(commands: Any) -> Any:
     target.add_argument("--clear", action="store_true")
     kill.add_argument("--reason", required=True)
 
+    nginx = command("render-nginx", "print an nginx config implementing the table", _nginx)
+    nginx.add_argument("--table", type=Path, help="a table file (default: the edge's own)")
+    nginx.add_argument("--listen", default="127.0.0.1:8080", help="nginx's listen address")
+    nginx.add_argument("--server-name", default="_")
+    nginx.add_argument("--full", action="store_true", help="a whole nginx.conf, not a snippet")
+
     serve = sub.add_parser("serve", help="run one edge replica (proxy and admin API)")
     serve.add_argument("--store", required=True, help="database URL, or redis://host:port/db")
     serve.add_argument("--table", type=Path, help="the initial table, stored if the store is empty")
@@ -194,6 +200,36 @@ def _read(path: Path) -> str:
 
 def _print_json(answer: Any) -> int:
     print(json.dumps(answer, indent=2))
+    return OK
+
+
+def _nginx(args: argparse.Namespace) -> int:
+    from wharf.edge.nginx import NginxRenderError, render_nginx
+    from wharf.edge.table import TableError, parse_table_yaml
+
+    version = None
+    if args.table is not None:
+        text = _read(args.table)
+    else:
+        answer = _call(args, "GET", "/status")
+        text, version = answer["yaml"], answer["version"]
+    try:
+        table = parse_table_yaml(text)
+        print(
+            render_nginx(
+                table,
+                listen=args.listen,
+                server_name=args.server_name,
+                version=version,
+                full=args.full,
+            ),
+            end="",
+        )
+    except TableError as error:
+        problems = "".join(f"\n  - {p}" for p in error.problems)
+        raise EdgeCliError(f"invalid table:{problems}", REFUSED) from None
+    except NginxRenderError as error:
+        raise EdgeCliError(str(error), REFUSED) from None
     return OK
 
 

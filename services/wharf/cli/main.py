@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 from wharf.cli.edge_commands import add_edge_commands
 from wharf.cli.serve_config import ADMIN_USERNAME, MODES, ServeConfigError, build_settings
+from wharf.cli.serve_runtime import (
+    SERVICES,
+    admin_tokens_text,
+    edge_table_text,
+    run_event_loop,
+    serve_all,
+)
 
 ADMIN_PASSWORD_ENV = "WHARF_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
 ADMIN_PASSWORD_FILE = "admin-password"  # noqa: S105 - a file name
@@ -57,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--data-dir", type=Path, default=Path("wharf-data"))
+    serve.add_argument(
+        "--service",
+        choices=SERVICES,
+        default="all",
+        help="all: the edge in front of every service on one port (default); "
+        "registry or edge: one of them alone, for compose and Helm",
+    )
     serve.set_defaults(handler=_serve)
 
     storage = commands.add_parser("storage", help="inspect and check storage configuration")
@@ -174,6 +188,9 @@ def _serve(args: argparse.Namespace) -> int:
     key = load_or_create_signing_key(args.data_dir / DEFAULT_KEY_FILENAME)
     auth = RegistryAuth.create(key, service=settings.service, policy=policy)
 
+    if args.service == "edge":
+        return _serve_edge(args, config, settings.db_url)
+
     async def prepare() -> RegistryContext:
         await storage.validate(storage.preferred_locations[:1])
         context = await prepare_context(
@@ -183,18 +200,74 @@ def _serve(args: argparse.Namespace) -> int:
         context.blob_redirects = settings.blob_redirects
         if settings.bootstraps_admin:
             await ensure_admin_user(db, args.data_dir)
-        await db.dispose()  # pools are bound to this loop; uvicorn's loop opens fresh ones
         return context
 
+    async def main() -> int:
+        try:
+            context = await prepare()
+        except (OperationalError, InterfaceError, OSError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise ServeConfigError(f"cannot use the database: {reason}") from None
+        registry = create_app(context)
+        print(f"wharf: {args.mode} mode, service {args.service}", file=sys.stderr)
+        try:
+            if args.service == "registry":
+                server = uvicorn.Server(
+                    uvicorn.Config(
+                        registry,
+                        host=args.host,
+                        port=args.port,
+                        log_level="warning",
+                        access_log=False,
+                    )
+                )
+                print(f"wharf: registry on http://{args.host}:{args.port}", file=sys.stderr)
+                await server.serve()
+                return 0
+            try:
+                table_text, tokens = edge_table_text(config), admin_tokens_text(config)
+            except (OSError, ValueError) as exc:
+                raise ServeConfigError(f"edge settings: {exc}") from None
+            return await serve_all(
+                registry,
+                db_url=settings.db_url,
+                table_text=table_text,
+                admin_tokens=tokens,
+                host=args.host,
+                port=args.port,
+            )
+        finally:
+            await db.dispose()
+            await storage.aclose()
+
+    return run_event_loop(main)
+
+
+def _serve_edge(args: argparse.Namespace, config: dict[str, Any], db_url: str) -> int:
+    """`wharf serve --service edge`: one edge replica, its table in the configured database
+    (or `WHARF_EDGE_STORE`, e.g. a Redis URL), bootstrapped from `WHARF_EDGE_TABLE`."""
+    from wharf.cli.edge_commands import EdgeCliError, run_edge
+
+    if not isinstance(config.get("WHARF_EDGE_TABLE"), str):
+        raise ServeConfigError("--service edge needs WHARF_EDGE_TABLE (a table file) in --config")
+    store = config.get("WHARF_EDGE_STORE") or db_url
+    tokens = config.get("WHARF_EDGE_ADMIN_TOKENS_FILE")
+    edge_args = argparse.Namespace(
+        store=str(store),
+        table=Path(config["WHARF_EDGE_TABLE"]),
+        host=args.host,
+        port=args.port,
+        admin_port=None,
+        admin_prefix="/_edge",
+        admin_token_file=Path(tokens) if isinstance(tokens, str) else None,
+        poll_interval=0.25,
+        access_log=None,
+    )
     try:
-        context = asyncio.run(prepare())
-    except (OperationalError, InterfaceError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        raise ServeConfigError(f"cannot use the database: {reason}") from None
-    app = create_app(context)
-    print(f"wharf: serving {args.mode} mode on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    return 0
+        return run_event_loop(lambda: run_edge(edge_args))
+    except EdgeCliError as error:
+        print(f"wharf: error: {error}", file=sys.stderr)
+        return error.code
 
 
 def _storage_validate(args: argparse.Namespace) -> int:
