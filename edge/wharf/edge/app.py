@@ -15,6 +15,12 @@ framework: the edge adds one hop to every registry request, so it stays thin). P
    `BLOB_UPLOAD_UNKNOWN` releases it once that body went through. A pin store that fails or
    takes over `STICKY_TIMEOUT_S` is logged and counted, and routing goes on by the table (an
    upload may then fail; requests never hang on the store).
+   A push is more than its uploads: its manifest PUT must reach the upstream holding its
+   blobs. So every successful push-side request (POST, PATCH, PUT, DELETE under
+   `/v2/<name>/`) also pins that client's push to the repository (`state.push_pin_key`: the
+   repository and the client's Authorization header, else its address) for
+   `PUSH_STICKINESS_S` after the last one; the client's later push requests follow it. A new
+   push (a new token) follows the table again.
 5. Failures: no response from the upstream is `502` (refused, closed), `503` (an in-process
    app that is not there) or `504` (connect or read timeout), with `Retry-After`, in the
    registry error format on `/v2/` paths (`UNAVAILABLE`, `detail.upstream`) and as Quay's API
@@ -59,8 +65,8 @@ from wharf.edge.proxy import (
     request_id_of,
     upstream_request_headers,
 )
-from wharf.edge.routing import Decision, decide, upload_session_of
-from wharf.edge.state import StickyUploads, TableSource
+from wharf.edge.routing import Decision, decide, repository_of, upload_session_of
+from wharf.edge.state import StickyUploads, TableSource, push_pin_key
 from wharf.edge.table import INPROC_SCHEME, RouteTable, Upstream
 
 logger = logging.getLogger("wharf.edge")
@@ -68,6 +74,8 @@ START_UPLOAD_RE = re.compile(r"/v2/.+/blobs/uploads/?")
 LOCATION_SESSION_RE = re.compile(r"/blobs/uploads/([^/]+)$")
 RETRY_AFTER_S = 5
 STICKY_TIMEOUT_S = 2.0
+PUSH_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+MAX_HEADER_BYTES = 64 * 1024
 PEEK_BYTES = 4096
 """How much of a 404 body on an upload session is kept to look for BLOB_UPLOAD_UNKNOWN."""
 
@@ -133,9 +141,11 @@ class EdgeApp:
         *,
         in_process: Mapping[str, ASGIApp] | None = None,
         metrics_path: str | None = None,
+        push_pins: StickyUploads | None = None,
     ) -> None:
         self.tables = tables
         self.sticky = sticky
+        self.push_pins = push_pins
         self.in_process = dict(in_process or {})
         self.metrics_path = metrics_path
         self.pool = UpstreamPool()
@@ -176,19 +186,31 @@ class EdgeApp:
                 body, content_type = self.metrics.render()
                 await _respond(exchange, method, 200, body, content_type.encode())
                 return
+            header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
+            if header_bytes > MAX_HEADER_BYTES:
+                # The server has read them already; the edge must not pass them on (an
+                # upstream would hold them in memory too). nginx's default is 32 KiB.
+                error = "headers-too-large"
+                await _error(
+                    exchange, method, path, 431, "UNSUPPORTED", "request headers too large",
+                    {"limit_bytes": MAX_HEADER_BYTES},
+                )  # fmt: skip
+                return
             session = upload_session_of(path) if "/blobs/uploads/" in path else None
+            pinned = await self._sticky_upstream(self.sticky, session) if session else None
+            push_key = self._push_key(scope, method, path)
+            push_pinned = None
+            if push_key is not None and self.push_pins is not None:
+                push_pinned = await self._sticky_upstream(self.push_pins, push_key)
             decision = decide(
-                versioned.table,
-                method,
-                path,
-                query,
-                sticky_upstream=await self._sticky_upstream(session) if session else None,
+                versioned.table, method, path, query, sticky_upstream=pinned or push_pinned
             )
             if decision is None:
                 error = "no-route"
                 await _error(exchange, method, path, 404, "NOT_FOUND", "no route", {})
             else:
-                error = await self._relay(scope, exchange, versioned.table, decision, session)
+                push = (push_key, push_pinned) if push_key is not None else None
+                error = await self._relay(scope, exchange, versioned.table, decision, session, push)
         except Exception:
             # The catch-all: a bug here must cost one request a JSON 500, never a traceback.
             logger.exception("edge failed on %s %s", method, path)
@@ -240,12 +262,19 @@ class EdgeApp:
         table: RouteTable,
         decision: Decision,
         session: str | None,
+        push: tuple[str, str | None] | None = None,
     ) -> str | None:
-        """Relay to the decided upstream; the error kind for the log, if any."""
+        """Relay to the decided upstream; the error kind for the log, if any. `push` is the
+        push pin's key and where it pointed, for a push-side registry request."""
         upstream = table.upstreams[decision.upstream]
         method: str = scope["method"]
+        hooks = []
         if session is not None or (method == "POST" and START_UPLOAD_RE.fullmatch(scope["path"])):
-            exchange.on_start = self._sticky_hook(exchange, upstream.name, method, session)
+            hooks.append(self._sticky_hook(exchange, upstream.name, method, session))
+        if push is not None and push[1] != upstream.name:
+            hooks.append(self._push_hook(push[0], upstream.name))
+        if hooks:
+            exchange.on_start = _chain(hooks)
         client = scope.get("client")
         headers = upstream_request_headers(
             scope["headers"],
@@ -314,14 +343,37 @@ class EdgeApp:
 
     # -- sticky uploads -----------------------------------------------------------------------
 
-    async def _sticky_upstream(self, session: str) -> str | None:
+    async def _sticky_upstream(self, pins: StickyUploads, key: str) -> str | None:
         try:
             async with asyncio.timeout(STICKY_TIMEOUT_S):
-                return await self.sticky.upstream_of(session)
+                return await pins.upstream_of(key)
         except Exception:
-            logger.warning("upload pin store failed (upstream_of %s)", session, exc_info=True)
+            logger.warning("upload pin store failed (upstream_of %s)", key, exc_info=True)
             self.metrics.sticky_errors.labels("upstream_of").inc()
             return None
+
+    def _push_key(self, scope: Scope, method: str, path: str) -> str | None:
+        """The push pin of a push-side registry request (see `state.push_pin_key`)."""
+        if self.push_pins is None or method not in PUSH_METHODS:
+            return None
+        repository = repository_of(path)
+        if repository is None:
+            return None
+        credential = next(
+            (value for name, value in scope["headers"] if name == b"authorization"), None
+        )
+        if credential is not None:
+            return push_pin_key(repository, credential.decode("latin-1"))
+        client = scope.get("client")
+        return push_pin_key(repository, f"address:{client[0] if client else '-'}")
+
+    def _push_hook(self, key: str, upstream: str) -> Callable[[int, Headers], Awaitable[None]]:
+        async def on_start(status: int, headers: Headers) -> None:
+            # Before the client hears of it: its next request (the manifest PUT) sees the pin.
+            if 200 <= status < 300 and self.push_pins is not None:
+                await self._sticky_call("pin", self.push_pins.pin(key, upstream))
+
+        return on_start
 
     async def _sticky_call(self, operation: str, call: Awaitable[None]) -> None:
         try:
@@ -367,6 +419,16 @@ class EdgeApp:
         await receive()  # lifespan.shutdown
         await self.aclose()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _chain(
+    hooks: list[Callable[[int, Headers], Awaitable[None]]],
+) -> Callable[[int, Headers], Awaitable[None]]:
+    async def on_start(status: int, headers: Headers) -> None:
+        for hook in hooks:
+            await hook(status, headers)
+
+    return on_start
 
 
 def session_from_location(headers: Headers) -> str | None:
@@ -429,7 +491,10 @@ def create_edge_app(
     *,
     in_process: Mapping[str, ASGIApp] | None = None,
     metrics_path: str | None = None,
+    push_pins: StickyUploads | None = None,
 ) -> EdgeApp:
     """The edge. `metrics_path` (e.g. "/metrics") makes the edge answer its own metrics on
     that path of its public port; by default it does not (see metrics.metrics_response)."""
-    return EdgeApp(tables, sticky, in_process=in_process, metrics_path=metrics_path)
+    return EdgeApp(
+        tables, sticky, in_process=in_process, metrics_path=metrics_path, push_pins=push_pins
+    )

@@ -6,12 +6,16 @@ shared implementations (database, Redis) live in `store.py` and satisfy the same
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from wharf.edge.table import RouteTable
 
+PUSH_STICKINESS_S = 600.0
+"""How long a client's push to a repository stays on the upstream it started on after its
+last successful push request (so the manifest PUT follows the blobs across a flip)."""
 UPLOAD_STICKINESS_S = 24 * 3600.0
 """How long an upload session stays pinned to its upstream without activity (Quay and
 distribution both keep upload sessions for about a day)."""
@@ -80,3 +84,11 @@ class MemoryStickyUploads:
         now = time.monotonic()
         for key in [k for k, (_, deadline) in self._pins.items() if deadline < now]:
             del self._pins[key]
+
+
+def push_pin_key(repository: str, credential: str) -> str:
+    """The pin of one client's push to one repository. `credential` tells pushes apart: the
+    client's Authorization header (one bearer token per push), else its address. A new push
+    (a new token) follows the table; the push in flight stays where it started."""
+    digest = hashlib.sha256(f"{repository}\0{credential}".encode()).hexdigest()[:40]
+    return f"push:{digest}"

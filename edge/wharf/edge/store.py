@@ -400,6 +400,8 @@ class EdgeStores:
 
     switches: Switches
     sticky: StickyUploads
+    push_pins: StickyUploads | None = None
+    """Pins of pushes in flight per repository (short-lived): see `state.push_pin_key`."""
 
     async def aclose(self) -> None:
         await self.switches.store.aclose()
@@ -409,7 +411,7 @@ def open_stores(
     url: str, *, prefix: str = "wharf:edge", upload_ttl: float | None = None
 ) -> EdgeStores:
     """`redis://` / `rediss://` / `unix://` for Redis, a database URL otherwise."""
-    from wharf.edge.state import UPLOAD_STICKINESS_S
+    from wharf.edge.state import PUSH_STICKINESS_S, UPLOAD_STICKINESS_S
 
     ttl = upload_ttl or UPLOAD_STICKINESS_S
     if url.split(":", 1)[0] in ("redis", "rediss", "unix"):
@@ -420,4 +422,8 @@ def open_stores(
     from wharf.edge.store_sql import SqlStickyUploads, SqlSwitchStore
 
     db = Database(url)
-    return EdgeStores(Switches(SqlSwitchStore(db, owns_db=True)), SqlStickyUploads(db, ttl=ttl))
+    return EdgeStores(
+        Switches(SqlSwitchStore(db, owns_db=True)),
+        SqlStickyUploads(db, ttl=ttl),
+        SqlStickyUploads(db, ttl=PUSH_STICKINESS_S),
+    )

@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from wharf.edge.state import PUSH_STICKINESS_S
 from wharf.edge.store import (
     EdgeStores,
     LocalPins,
@@ -184,4 +185,5 @@ def connect_redis(url: str, *, prefix: str, upload_ttl: float) -> EdgeStores:
     return EdgeStores(
         Switches(RedisSwitchStore(client, prefix=prefix)),
         RedisStickyUploads(client, prefix=prefix, ttl=upload_ttl),
+        RedisStickyUploads(client, prefix=prefix, ttl=PUSH_STICKINESS_S),
     )

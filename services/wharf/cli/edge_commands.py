@@ -375,7 +375,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _proxy_app(source: Any, sticky: Any) -> tuple[Any, Any]:
+def _proxy_app(source: Any, sticky: Any, push_pins: Any = None) -> tuple[Any, Any]:
     """The proxy (`wharf.edge.app`) and what renders its metrics, when this build has them;
     else an app that answers 503 with the table version (enough for the admin API)."""
     app_module: Any = None
@@ -384,7 +384,7 @@ def _proxy_app(source: Any, sticky: Any) -> tuple[Any, Any]:
         app_module = importlib.import_module("wharf.edge.app")
         metrics_module = importlib.import_module("wharf.edge.metrics")
     if app_module is not None and hasattr(app_module, "create_edge_app"):
-        edge = app_module.create_edge_app(source, sticky)
+        edge = app_module.create_edge_app(source, sticky, push_pins=push_pins)
         render = getattr(metrics_module, "metrics_response", None)
         metrics = (lambda: render(edge.metrics)) if render and hasattr(edge, "metrics") else None
         return edge, metrics
@@ -425,7 +425,7 @@ async def run_edge(args: argparse.Namespace) -> int:
         handler = logging.FileHandler(args.access_log)
         handler.setFormatter(logging.Formatter("%(message)s"))  # the message is the JSON line
         logging.getLogger("wharf.edge.access").addHandler(handler)
-    proxy, metrics = _proxy_app(source, stores.sticky)
+    proxy, metrics = _proxy_app(source, stores.sticky, stores.push_pins)
     admin = create_admin_app(
         stores.switches, source, auth, access_log=args.access_log, metrics=metrics
     )

@@ -81,7 +81,12 @@ async def serve_all(
     stores = open_stores(db_url)
     source = PolledTableSource(stores.switches, bootstrap_yaml=table_text)
     await source.start()
-    edge = create_edge_app(source, stores.sticky, in_process={"registry": registry_app})
+    edge = create_edge_app(
+        source,
+        stores.sticky,
+        in_process={"registry": registry_app},
+        push_pins=stores.push_pins,
+    )
     app: ASGIApp = edge
     if admin_tokens is not None:
         admin = create_admin_app(

@@ -218,7 +218,12 @@ def test_two_replicas_share_switches_and_uploads(
         # The upload continues through replica two, on the upstream that started it.
         patch = httpx.patch(f"{two.proxy}{session}", content=b"chunk", timeout=10)
         assert patch.headers["x-upstream"] == "legacy"
-        fresh = httpx.post(f"{two.proxy}/v2/orga/app/blobs/uploads/", timeout=10)
+        # The same client's push stays there too (its manifest must find its blobs)...
+        same = httpx.post(f"{two.proxy}/v2/orga/app/blobs/uploads/", timeout=10)
+        assert same.headers["x-upstream"] == "legacy"
+        # ...while a new push (another token) follows the new table.
+        other = {"Authorization": "Bearer another-push"}
+        fresh = httpx.post(f"{two.proxy}/v2/orga/app/blobs/uploads/", headers=other, timeout=10)
         assert fresh.headers["x-upstream"] == "wharf"
 
         # One rollback call; both replicas serve the old table again within a second.
@@ -226,7 +231,8 @@ def test_two_replicas_share_switches_and_uploads(
         assert back.json()["version"] == 3
         delay = wait_for_version(two.admin, 3)
         print(f"rollback propagation ({store_url.split(':')[0]}): {delay:.3f} s")
-        again = httpx.post(f"{two.proxy}/v2/orga/app/blobs/uploads/", timeout=10)
+        third = {"Authorization": "Bearer a-third-push"}
+        again = httpx.post(f"{two.proxy}/v2/orga/app/blobs/uploads/", headers=third, timeout=10)
         assert again.headers["x-upstream"] == "legacy"
         history = httpx.get(f"{two.admin}/history", headers=AUTH).json()["entries"]
         assert [e["reason"] for e in history] == [
