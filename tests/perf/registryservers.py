@@ -149,16 +149,19 @@ def distribution(workdir: Path) -> Iterator[Server]:
 
 
 @contextmanager
-def wharf(workdir: Path) -> Iterator[Server]:
-    data = workdir / "wharf"
+def wharf(workdir: Path, service: str | None = None, name: str = "wharf") -> Iterator[Server]:
+    """`service`: `wharf serve --service` (`registry`, `all`); None keeps the command's default.
+    `name` names the data dir and log under `workdir` as well, so several can share it."""
+    data = workdir / name
     port = free_port()
     password = os.urandom(12).hex()
-    log = workdir / "wharf.log"
+    log = workdir / f"{name}.log"
     # uvicorn logs every request at info level; the log goes to a file, which is what a
     # deployment pays for too, and a pipe nobody reads could fill up and block the server.
     env = {**os.environ, "WHARF_ADMIN_PASSWORD": password}
     command = [str(WHARF_BIN), "serve", "--mode", "mirror", "--data-dir", str(data)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--service", service] if service else []
     with open(log, "wb") as output:
         process = subprocess.Popen(
             command,
@@ -180,9 +183,10 @@ def wharf(workdir: Path) -> Iterator[Server]:
         def blob_file(digest: str) -> Path:
             return data / "storage" / content_path(digest)
 
-        yield Server("wharf", url, process, "wharf (this tree)", blob_file, headers)
+        version = "wharf (this tree)" + (f", --service {service}" if service else "")
+        yield Server(name, url, process, version, blob_file, headers)
     finally:
-        _stop("wharf", process, log)
+        _stop(name, process, log)
 
 
 def have_py_spy() -> str | None:
