@@ -67,6 +67,43 @@ def find_blob(session: Session, repository_id: int, digest: str) -> BlobRecord |
     )
 
 
+BLOB_IN_REPOSITORY = text(
+    """
+    SELECT r.id, s.id, s.image_size, l.name
+    FROM repository r JOIN "user" u ON u.id = r.namespace_user_id
+    LEFT JOIN imagestorage s ON s.content_checksum = :digest AND (
+        EXISTS (
+            SELECT 1 FROM uploadedblob ub WHERE ub.blob_id = s.id AND ub.repository_id = r.id
+        )
+        OR EXISTS (
+            SELECT 1 FROM manifestblob mb WHERE mb.blob_id = s.id AND mb.repository_id = r.id
+        )
+    )
+    LEFT JOIN imagestorageplacement p ON p.storage_id = s.id
+    LEFT JOIN imagestoragelocation l ON l.id = p.location_id
+    WHERE u.username = :namespace AND r.name = :repository AND r.state != 3
+    ORDER BY s.id
+    """
+)
+"""`find_blob` for the pull path, with the repository lookup, as one statement (see
+`manifest_rows.BY_TAG` for why text)."""
+
+
+def lookup_blob(
+    session: Session, namespace: str, repository: str, digest: str
+) -> tuple[int | None, BlobRecord | None]:
+    """(repository id or None when unknown, the blob or None)."""
+    params = {"namespace": namespace, "repository": repository, "digest": digest}
+    rows = session.execute(BLOB_IN_REPOSITORY, params).all()
+    if not rows:
+        return None, None
+    repository_id, storage_id, size = rows[0][0], rows[0][1], rows[0][2]
+    if storage_id is None:
+        return repository_id, None
+    locations = frozenset(row[3] for row in rows if row[1] == storage_id and row[3] is not None)
+    return repository_id, BlobRecord(storage_id, digest, size or 0, locations)
+
+
 async def commit_blob(
     session: AsyncSession,
     *,

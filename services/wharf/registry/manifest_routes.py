@@ -43,7 +43,6 @@ from wharf.registry.manifests import (
 )
 from wharf.registry.names import is_tag
 from wharf.registry.negotiation import accepts
-from wharf.registry.repositories import repository_query
 from wharf.registry.routes import check_digest, resolve_repository
 
 router = APIRouter()
@@ -173,23 +172,18 @@ async def _find(
     name, now = authorized.name, now_ms()
 
     def lookup(session: Session) -> rows.StoredManifest:
-        repository = session.execute(repository_query(name)).scalars().first()
-        if repository is None:
-            raise RegistryError(NAME_UNKNOWN, {"name": str(name)})
-        if tag is not None:
-            found = rows.first_manifest(session.execute(rows.by_tag_query(repository.id, tag, now)))
-            if found is None:
-                expired = session.execute(tags.existed_query(repository.id, tag)).first()
-                reason = "the tag has expired or was deleted" if expired else "no such tag"
-                raise RegistryError(MANIFEST_UNKNOWN, {"tag": tag, "reason": reason})
-            return found
-        assert digest is not None
-        found = rows.first_manifest(
-            session.execute(rows.by_digest_query(repository.id, digest, now))
+        found = rows.lookup_manifest(
+            session, name.namespace, name.repository, tag=tag, digest=digest, now_ms=now
         )
-        if found is None:
-            raise RegistryError(MANIFEST_UNKNOWN, {"digest": digest})
-        return found
+        if found.repository_id is None:
+            raise RegistryError(NAME_UNKNOWN, {"name": str(name)})
+        if found.manifest is not None:
+            return found.manifest
+        if tag is not None:
+            expired = rows.tag_ever_existed(session, found.repository_id, tag)
+            reason = "the tag has expired or was deleted" if expired else "no such tag"
+            raise RegistryError(MANIFEST_UNKNOWN, {"tag": tag, "reason": reason})
+        raise RegistryError(MANIFEST_UNKNOWN, {"digest": digest})
 
     # The hot path of every pull: one read transaction, one hop (see `Database.read`).
     return await registry_context(request).db.read(lookup)

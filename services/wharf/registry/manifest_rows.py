@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Result, Select, and_, exists, false, select, update
+from sqlalchemy import ColumnElement, Result, Select, and_, exists, false, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from wharf.db.models import (
     ImageStorage,
@@ -48,23 +48,6 @@ def _with_media_type() -> Select[Manifest, str]:
     return select(Manifest, MediaType.name).join(MediaType, MediaType.id == Manifest.media_type_id)
 
 
-def by_tag_query(repository_id: int, tag: str, now_ms: int) -> Select[Manifest, str]:
-    """The manifest of the alive visible tag `tag` (Quay's GET-by-tag query, ordered so that
-    the answer is deterministic even if two alive rows ever existed)."""
-    return (
-        _with_media_type()
-        .join(Tag, Tag.manifest_id == Manifest.id)
-        .where(
-            Tag.repository_id == repository_id,
-            Tag.name == tag,
-            alive(now_ms),
-            Tag.hidden.is_(False),
-        )
-        .order_by(Tag.lifetime_start_ms.desc(), Tag.id.desc())
-        .limit(1)
-    )
-
-
 def _reachable(now_ms: int) -> ColumnElement[bool]:
     """An alive tag on the manifest, or on an index that lists it."""
     parent_tag = aliased(Tag)
@@ -93,6 +76,86 @@ def by_digest_query(repository_id: int, digest: str, now_ms: int) -> Select[Mani
 def first_manifest(rows: Result[Manifest, str]) -> StoredManifest | None:
     row = rows.first()
     return None if row is None else StoredManifest.from_row(row[0], row[1])
+
+
+# The pull path's lookups, one statement each: the repository (Quay's lookup), then the
+# manifest of an alive visible tag (Quay's GET-by-tag query) or a reachable digest. Written
+# once as text: building the equivalent ORM statement on every request cost 0.5 ms of CPU.
+BY_TAG = text(
+    """
+    SELECT r.id, m.id, m.digest, m.manifest_bytes, mt.name
+    FROM repository r JOIN "user" u ON u.id = r.namespace_user_id
+    LEFT JOIN tag t ON t.repository_id = r.id AND t.name = :tag AND t.hidden = :hidden
+        AND (t.lifetime_end_ms IS NULL OR t.lifetime_end_ms > :now)
+    LEFT JOIN manifest m ON m.id = t.manifest_id
+    LEFT JOIN mediatype mt ON mt.id = m.media_type_id
+    WHERE u.username = :namespace AND r.name = :repository AND r.state != 3
+    ORDER BY t.lifetime_start_ms DESC, t.id DESC
+    LIMIT 1
+    """
+)
+BY_DIGEST = text(
+    """
+    SELECT r.id, m.id, m.digest, m.manifest_bytes, mt.name
+    FROM repository r JOIN "user" u ON u.id = r.namespace_user_id
+    LEFT JOIN manifest m ON m.repository_id = r.id AND m.digest = :digest AND (
+        EXISTS (
+            SELECT 1 FROM tag t WHERE t.manifest_id = m.id
+            AND (t.lifetime_end_ms IS NULL OR t.lifetime_end_ms > :now)
+        )
+        OR EXISTS (
+            SELECT 1 FROM manifestchild mc JOIN tag pt ON pt.manifest_id = mc.manifest_id
+            WHERE mc.child_manifest_id = m.id
+            AND (pt.lifetime_end_ms IS NULL OR pt.lifetime_end_ms > :now)
+        )
+    )
+    LEFT JOIN mediatype mt ON mt.id = m.media_type_id
+    WHERE u.username = :namespace AND r.name = :repository AND r.state != 3
+    LIMIT 1
+    """
+)
+TAG_EVER_EXISTED = text(
+    "SELECT 1 FROM tag WHERE repository_id = :repository_id AND name = :tag"
+    " AND hidden = :hidden LIMIT 1"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A pull-path answer: the repository (None: unknown) and the manifest (None: unknown)."""
+
+    repository_id: int | None
+    manifest: StoredManifest | None
+
+
+def lookup_manifest(
+    session: Session,
+    namespace: str,
+    repository: str,
+    *,
+    tag: str | None = None,
+    digest: str | None = None,
+    now_ms: int,
+) -> Lookup:
+    """Synchronous, for `Database.read`: one statement, one round trip."""
+    params: dict[str, object] = {"namespace": namespace, "repository": repository, "now": now_ms}
+    if tag is not None:
+        statement, params = BY_TAG, {**params, "tag": tag, "hidden": False}
+    else:
+        statement, params = BY_DIGEST, {**params, "digest": digest}
+    row = session.execute(statement, params).first()
+    if row is None:
+        return Lookup(None, None)
+    repository_id, manifest_id, found_digest, text_bytes, media_type = row
+    if manifest_id is None:
+        return Lookup(repository_id, None)
+    stored = StoredManifest(manifest_id, found_digest, media_type, text_bytes.encode())
+    return Lookup(repository_id, stored)
+
+
+def tag_ever_existed(session: Session, repository_id: int, tag: str) -> bool:
+    params = {"repository_id": repository_id, "tag": tag, "hidden": False}
+    return session.execute(TAG_EVER_EXISTED, params).first() is not None
 
 
 async def manifest_by_digest(

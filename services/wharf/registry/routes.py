@@ -27,7 +27,7 @@ from wharf.registry.errors import (
 )
 from wharf.registry.names import RepositoryName, parse_repository_name
 from wharf.registry.ranges import RangeError, parse_content_range, parse_range, upload_range_header
-from wharf.registry.repositories import create_repository, find_repository, repository_query
+from wharf.registry.repositories import create_repository, find_repository
 from wharf.registry.uploads import Uploads
 from wharf.storage import DownloadContext, content_path
 
@@ -237,10 +237,12 @@ async def get_blob(request: Request, name: str, digest: str) -> Response:
     name_parsed = authorized.name
 
     def lookup(session: Session) -> blobs.BlobRecord | None:
-        repository = session.execute(repository_query(name_parsed)).scalars().first()
-        if repository is None:
+        repository_id, blob = blobs.lookup_blob(
+            session, name_parsed.namespace, name_parsed.repository, digest
+        )
+        if repository_id is None:
             raise RegistryError(NAME_UNKNOWN, {"name": str(name_parsed)})
-        return blobs.find_blob(session, repository.id, digest)
+        return blob
 
     blob = await ctx.db.read(lookup)  # one read transaction, one hop: see `Database.read`
     if blob is None or not blob.locations:
