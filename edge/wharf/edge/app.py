@@ -8,19 +8,8 @@ framework: the edge adds one hop to every registry request, so it stays thin). P
    where the upload started; `decide()` then picks the upstream (see routing.py).
 3. The request goes over HTTP (`proxy.UpstreamPool`, streamed both ways) or, for an upstream
    `inproc:<name>`, straight into `in_process[name]` in this process (`wharf serve`).
-4. Sticky uploads: a `POST .../blobs/uploads/` answered `202` with a `Location` ending in
-   `/blobs/uploads/<id>` pins `<id>` to that upstream *before* the client sees the answer, so
-   its next `PATCH` cannot overtake the pin. A `PUT` answered `201` or a `DELETE` answered
-   `204` releases the pin, also before the answer goes out; a `404` whose body says
-   `BLOB_UPLOAD_UNKNOWN` releases it once that body went through. A pin store that fails or
-   takes over `STICKY_TIMEOUT_S` is logged and counted, and routing goes on by the table (an
-   upload may then fail; requests never hang on the store).
-   A push is more than its uploads: its manifest PUT must reach the upstream holding its
-   blobs. So every successful push-side request (POST, PATCH, PUT, DELETE under
-   `/v2/<name>/`) also pins that client's push to the repository (`state.push_pin_key`: the
-   repository and the client's Authorization header, else its address) for
-   `PUSH_STICKINESS_S` after the last one; the client's later push requests follow it. A new
-   push (a new token) follows the table again.
+4. Sticky uploads and pushes (pins.py): an upload, and a client's push to a repository,
+   finish on the upstream where they started, whatever the table says meanwhile.
 5. Failures: no response from the upstream is `502` (refused, closed), `503` (an in-process
    app that is not there) or `504` (connect or read timeout), with `Retry-After`, in the
    registry error format on `/v2/` paths (`UNAVAILABLE`, `detail.upstream`) and as Quay's API
@@ -40,21 +29,19 @@ a lifespan (tests), `await app.aclose()` does the same.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wharf.edge.accesslog import log_access
 from wharf.edge.inproc import ChildLifespan, dispatch_in_process
 from wharf.edge.metrics import EdgeMetrics
+from wharf.edge.pins import Pins
 from wharf.edge.proxy import (
     ClientDisconnected,
     Headers,
@@ -65,16 +52,12 @@ from wharf.edge.proxy import (
     request_id_of,
     upstream_request_headers,
 )
-from wharf.edge.routing import Decision, decide, repository_of, upload_session_of
-from wharf.edge.state import StickyUploads, TableSource, push_pin_key
+from wharf.edge.routing import Decision, decide, upload_session_of
+from wharf.edge.state import StickyUploads, TableSource
 from wharf.edge.table import INPROC_SCHEME, RouteTable, Upstream
 
 logger = logging.getLogger("wharf.edge")
-START_UPLOAD_RE = re.compile(r"/v2/.+/blobs/uploads/?")
-LOCATION_SESSION_RE = re.compile(r"/blobs/uploads/([^/]+)$")
 RETRY_AFTER_S = 5
-STICKY_TIMEOUT_S = 2.0
-PUSH_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 MAX_HEADER_BYTES = 64 * 1024
 PEEK_BYTES = 4096
 """How much of a 404 body on an upload session is kept to look for BLOB_UPLOAD_UNKNOWN."""
@@ -150,6 +133,7 @@ class EdgeApp:
         self.metrics_path = metrics_path
         self.pool = UpstreamPool()
         self.metrics = EdgeMetrics(lambda: tables.current().version)
+        self.pins = Pins(sticky, push_pins, self.metrics.sticky_errors)
         self._lifespans: list[ChildLifespan] = []
         self._states: dict[str, dict[str, Any]] = {}
 
@@ -197,11 +181,11 @@ class EdgeApp:
                 )  # fmt: skip
                 return
             session = upload_session_of(path) if "/blobs/uploads/" in path else None
-            pinned = await self._sticky_upstream(self.sticky, session) if session else None
-            push_key = self._push_key(scope, method, path)
+            pinned = await self.pins.upstream_of(self.sticky, session) if session else None
+            push_key = self.pins.push_key(scope, method, path)
             push_pinned = None
             if push_key is not None and self.push_pins is not None:
-                push_pinned = await self._sticky_upstream(self.push_pins, push_key)
+                push_pinned = await self.pins.upstream_of(self.push_pins, push_key)
             decision = decide(
                 versioned.table, method, path, query, sticky_upstream=pinned or push_pinned
             )
@@ -268,13 +252,18 @@ class EdgeApp:
         push pin's key and where it pointed, for a push-side registry request."""
         upstream = table.upstreams[decision.upstream]
         method: str = scope["method"]
-        hooks = []
-        if session is not None or (method == "POST" and START_UPLOAD_RE.fullmatch(scope["path"])):
-            hooks.append(self._sticky_hook(exchange, upstream.name, method, session))
-        if push is not None and push[1] != upstream.name:
-            hooks.append(self._push_hook(push[0], upstream.name))
-        if hooks:
-            exchange.on_start = _chain(hooks)
+
+        def start_peek() -> None:
+            exchange.peek = bytearray()
+
+        exchange.on_start = self.pins.on_start(
+            path=scope["path"],
+            upstream=upstream.name,
+            method=method,
+            session=session,
+            push=push,
+            start_peek=start_peek,
+        )
         client = scope.get("client")
         headers = upstream_request_headers(
             scope["headers"],
@@ -315,7 +304,7 @@ class EdgeApp:
             and exchange.peek is not None
             and b"BLOB_UPLOAD_UNKNOWN" in exchange.peek
         ):
-            await self._sticky_call("release", self.sticky.release(session))
+            await self.pins.release(session)
         return error
 
     async def _in_process(
@@ -341,65 +330,6 @@ class EdgeApp:
                     detail,
                 )  # fmt: skip
 
-    # -- sticky uploads -----------------------------------------------------------------------
-
-    async def _sticky_upstream(self, pins: StickyUploads, key: str) -> str | None:
-        try:
-            async with asyncio.timeout(STICKY_TIMEOUT_S):
-                return await pins.upstream_of(key)
-        except Exception:
-            logger.warning("upload pin store failed (upstream_of %s)", key, exc_info=True)
-            self.metrics.sticky_errors.labels("upstream_of").inc()
-            return None
-
-    def _push_key(self, scope: Scope, method: str, path: str) -> str | None:
-        """The push pin of a push-side registry request (see `state.push_pin_key`)."""
-        if self.push_pins is None or method not in PUSH_METHODS:
-            return None
-        repository = repository_of(path)
-        if repository is None:
-            return None
-        credential = next(
-            (value for name, value in scope["headers"] if name == b"authorization"), None
-        )
-        if credential is not None:
-            return push_pin_key(repository, credential.decode("latin-1"))
-        client = scope.get("client")
-        return push_pin_key(repository, f"address:{client[0] if client else '-'}")
-
-    def _push_hook(self, key: str, upstream: str) -> Callable[[int, Headers], Awaitable[None]]:
-        async def on_start(status: int, headers: Headers) -> None:
-            # Before the client hears of it: its next request (the manifest PUT) sees the pin.
-            if 200 <= status < 300 and self.push_pins is not None:
-                await self._sticky_call("pin", self.push_pins.pin(key, upstream))
-
-        return on_start
-
-    async def _sticky_call(self, operation: str, call: Awaitable[None]) -> None:
-        try:
-            async with asyncio.timeout(STICKY_TIMEOUT_S):
-                await call
-        except Exception:
-            logger.warning("upload pin store failed (%s)", operation, exc_info=True)
-            self.metrics.sticky_errors.labels(operation).inc()
-
-    def _sticky_hook(
-        self, exchange: _Exchange, upstream: str, method: str, session: str | None
-    ) -> Callable[[int, Headers], Awaitable[None]]:
-        async def on_start(status: int, headers: Headers) -> None:
-            if session is None:  # a POST that may start an upload
-                if status == 202:
-                    started = session_from_location(headers)
-                    if started is not None:
-                        await self._sticky_call("pin", self.sticky.pin(started, upstream))
-            elif (method == "PUT" and status == 201) or (method == "DELETE" and status == 204):
-                # Before the client hears of it, like the pin: its next move sees no pin.
-                await self._sticky_call("release", self.sticky.release(session))
-            elif status == 404:
-                exchange.peek = bytearray()
-
-        return on_start
-
     # -- lifespan -------------------------------------------------------------------------------
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -419,26 +349,6 @@ class EdgeApp:
         await receive()  # lifespan.shutdown
         await self.aclose()
         await send({"type": "lifespan.shutdown.complete"})
-
-
-def _chain(
-    hooks: list[Callable[[int, Headers], Awaitable[None]]],
-) -> Callable[[int, Headers], Awaitable[None]]:
-    async def on_start(status: int, headers: Headers) -> None:
-        for hook in hooks:
-            await hook(status, headers)
-
-    return on_start
-
-
-def session_from_location(headers: Headers) -> str | None:
-    """The upload id at the end of a Location (a path or an absolute URL, with or without a
-    query string), or None."""
-    for name, value in headers:
-        if name == b"location":
-            found = LOCATION_SESSION_RE.search(urlsplit(value.decode("latin-1")).path)
-            return found.group(1) if found is not None else None
-    return None
 
 
 async def _respond(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from wharf.edge import app as edge_app
+from wharf.edge import pins as edge_pins
 from wharf.edge.app import EdgeApp, create_edge_app
 from wharf.edge.metrics import metrics_response
 from wharf.edge.state import MemoryStickyUploads, StaticTable, VersionedTable
@@ -226,7 +226,7 @@ class FailingSticky(MemoryStickyUploads):
 async def test_a_failing_pin_store_never_stops_routing(
     apps: dict[str, Recorder], monkeypatch: pytest.MonkeyPatch, hang: bool
 ) -> None:
-    monkeypatch.setattr(edge_app, "STICKY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(edge_pins, "STICKY_TIMEOUT_S", 0.05)
     apps["registry"].status, apps["registry"].body = 202, b""
 
     async def starts_upload(scope: Scope, receive: Receive, send: Send) -> None:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from wharf.edge.accesslog import redact_query
-from wharf.edge.app import session_from_location
+from wharf.edge.pins import session_from_location
 from wharf.edge.proxy import (
     client_response_headers,
     has_body,
