@@ -99,20 +99,7 @@ async def retarget_tag(
             raise RegistryError(DENIED, {"tag": name, "reason": "the tag is immutable"})
         now_ms = _end_time(current, now_ms)
         await _end(session, current, now_ms)
-    session.add(
-        Tag(
-            name=name,
-            repository_id=repository_id,
-            manifest_id=manifest_id,
-            lifetime_start_ms=now_ms,
-            lifetime_end_ms=None,
-            hidden=False,
-            reversion=False,
-            tag_kind_id=TAG_KIND_TAG,
-            immutable=False,
-        )
-    )
-    await session.flush()
+    await _insert(session, repository_id, manifest_id, name, now_ms, end_ms=None, hidden=False)
 
 
 async def keep_alive_untagged(
@@ -132,14 +119,29 @@ async def keep_alive_untagged(
     for (end,) in await session.execute(query):
         if end is None or (needed_end is not None and end >= needed_end):
             return
+    name = f"{TEMP_TAG_PREFIX}{uuid.uuid4()}"
+    await _insert(session, repository_id, manifest_id, name, now_ms, end_ms=needed_end, hidden=True)
+
+
+async def _insert(
+    session: AsyncSession,
+    repository_id: int,
+    manifest_id: int,
+    name: str,
+    start_ms: int,
+    *,
+    end_ms: int | None,
+    hidden: bool,
+) -> None:
+    """A new tag row as Quay writes one (never a reversion, kind `tag`, mutable)."""
     session.add(
         Tag(
-            name=f"{TEMP_TAG_PREFIX}{uuid.uuid4()}",
+            name=name,
             repository_id=repository_id,
             manifest_id=manifest_id,
-            lifetime_start_ms=now_ms,
-            lifetime_end_ms=needed_end,
-            hidden=True,
+            lifetime_start_ms=start_ms,
+            lifetime_end_ms=end_ms,
+            hidden=hidden,
             reversion=False,
             tag_kind_id=TAG_KIND_TAG,
             immutable=False,
