@@ -246,7 +246,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _serve_edge(args: argparse.Namespace, config: dict[str, Any], db_url: str) -> int:
     """`wharf serve --service edge`: one edge replica, its table in the configured database
     (or `WHARF_EDGE_STORE`, e.g. a Redis URL), bootstrapped from `WHARF_EDGE_TABLE`."""
-    from wharf.cli.edge_commands import EdgeCliError, run_edge
+    from wharf.cli.edge_commands import EdgeCliError
+    from wharf.cli.edge_replica import run_edge
 
     if not isinstance(config.get("WHARF_EDGE_TABLE"), str):
         raise ServeConfigError("--service edge needs WHARF_EDGE_TABLE (a table file) in --config")
