@@ -14,6 +14,8 @@ from typing import Any
 
 from wharf.cli.edge_commands import OK, USAGE, EdgeCliError, read_table_file
 
+GRACEFUL_SHUTDOWN_S = 8
+
 
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -121,7 +123,15 @@ async def _serve_replica(args: argparse.Namespace, admin: Any, proxy: Any) -> No
     urls = [f"http://{host}:{sock.getsockname()[1]}" for sock in sockets]
     admin_url = urls[1] if admin_port is not None else urls[0] + prefix
     print(f"wharf edge: serving proxy={urls[0]} admin={admin_url}", file=sys.stderr, flush=True)
-    config = uvicorn.Config(replica, lifespan="auto", log_level="warning", access_log=False)
+    # A bounded shutdown: a client that keeps a connection open must not hold a replica that
+    # is being replaced (uploads interrupted by it resume where they were).
+    config = uvicorn.Config(
+        replica,
+        lifespan="auto",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     # uvicorn re-raises SIGINT/SIGTERM once it has shut down; with the default handlers that
     # would kill the process before the store is closed. These let `run_edge` finish.
     for number in (signal.SIGINT, signal.SIGTERM):

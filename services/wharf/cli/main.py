@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 from wharf.cli.edge_commands import add_edge_commands
 from wharf.cli.serve_config import ADMIN_USERNAME, MODES, ServeConfigError, build_settings
 from wharf.cli.serve_runtime import (
+    GRACEFUL_SHUTDOWN_S,
     SERVICES,
     admin_tokens_text,
     edge_table_text,
@@ -219,6 +220,7 @@ def _serve(args: argparse.Namespace) -> int:
                         port=args.port,
                         log_level="warning",
                         access_log=False,
+                        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
                     )
                 )
                 print(f"wharf: registry on http://{args.host}:{args.port}", file=sys.stderr)

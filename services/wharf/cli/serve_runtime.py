@@ -31,6 +31,8 @@ upstreams:
 default_owner: registry
 """
 ADMIN_PREFIX = "/_edge"
+GRACEFUL_SHUTDOWN_S = 30
+"""Requests still running after this at shutdown are cut; an interrupted upload resumes."""
 
 
 def edge_table_text(config: dict[str, Any]) -> str:
@@ -97,7 +99,13 @@ async def serve_all(
         )
         app = _with_admin(edge, admin)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     print(f"wharf: edge and registry on http://{host}:{port}", file=sys.stderr, flush=True)
     try:
