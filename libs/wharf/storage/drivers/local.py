@@ -44,9 +44,10 @@ WRITE_BATCH_SIZE = 4 * 1024 * 1024
 COPY_BLOCK_SIZE = 1024 * 1024
 LOCAL_READ_SIZE = MAX_READ_CHUNK
 """Reads from disk in 4 MiB blocks: one thread-pool round trip per block is the main cost."""
-CACHED_READ_SIZE = 1024 * 1024
-"""Page-cache reads on the event loop copy 1 MiB at a time (~60 us): short enough not to
-delay other requests, long enough that per-call overhead stays small."""
+CACHED_READ_SIZE = 2 * 1024 * 1024
+"""Page-cache reads on the event loop copy 2 MiB at a time (~100 us): short enough not to
+delay other requests, long enough that per-block overhead stays small (1 MiB and 4 MiB
+measured slightly slower)."""
 PARTIAL_SUFFIX = ".partial"
 
 
