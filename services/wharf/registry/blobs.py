@@ -14,9 +14,7 @@ from sqlalchemy.orm import Session
 
 from wharf.db.models import (
     ImageStorage,
-    ImageStorageLocation,
     ImageStoragePlacement,
-    ManifestBlob,
     UploadedBlob,
     utcnow,
 )
@@ -31,40 +29,6 @@ class BlobRecord:
     digest: str
     size: int
     locations: frozenset[str]
-
-
-def find_blob(session: Session, repository_id: int, digest: str) -> BlobRecord | None:
-    """A blob the repository may read: uploaded to it, or referenced by one of its manifests.
-
-    Synchronous ORM code: run it with `Database.read` (the pull path) or, inside an async
-    transaction, with `AsyncSession.run_sync`."""
-    via_upload = (
-        select(ImageStorage)
-        .join(UploadedBlob, UploadedBlob.blob_id == ImageStorage.id)
-        .where(UploadedBlob.repository_id == repository_id)
-        .where(ImageStorage.content_checksum == digest)
-        .limit(1)
-    )
-    storage = session.execute(via_upload).scalars().first()
-    if storage is None:
-        via_manifest = (
-            select(ImageStorage)
-            .join(ManifestBlob, ManifestBlob.blob_id == ImageStorage.id)
-            .where(ManifestBlob.repository_id == repository_id)
-            .where(ImageStorage.content_checksum == digest)
-            .limit(1)
-        )
-        storage = session.execute(via_manifest).scalars().first()
-    if storage is None:
-        return None
-    locations = session.execute(
-        select(ImageStorageLocation.name)
-        .join(ImageStoragePlacement, ImageStoragePlacement.location_id == ImageStorageLocation.id)
-        .where(ImageStoragePlacement.storage_id == storage.id)
-    )
-    return BlobRecord(
-        storage.id, digest, storage.image_size or 0, frozenset(locations.scalars().all())
-    )
 
 
 BLOB_IN_REPOSITORY = text(
@@ -85,14 +49,15 @@ BLOB_IN_REPOSITORY = text(
     ORDER BY s.id
     """
 )
-"""`find_blob` for the pull path, with the repository lookup, as one statement (see
-`manifest_rows.BY_TAG` for why text)."""
+"""A blob the repository may read (uploaded to it, or part of one of its manifests), with
+the repository lookup, as one statement (see `manifest_rows.BY_TAG` for why text)."""
 
 
 def lookup_blob(
     session: Session, namespace: str, repository: str, digest: str
 ) -> tuple[int | None, BlobRecord | None]:
-    """(repository id or None when unknown, the blob or None)."""
+    """(repository id or None when unknown, the blob or None). Synchronous: run it with
+    `Database.read`, or `AsyncSession.run_sync` inside a transaction."""
     params = {"namespace": namespace, "repository": repository, "digest": digest}
     rows = session.execute(BLOB_IN_REPOSITORY, params).all()
     if not rows:

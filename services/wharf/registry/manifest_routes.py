@@ -237,7 +237,13 @@ async def delete_manifest(request: Request, name: str, reference: str) -> Respon
                 raise RegistryError(MANIFEST_UNKNOWN, {"tag": tag})
         else:
             assert digest is not None
-            stored = await rows.manifest_by_digest(session, repository.id, digest, now)
+            found = await session.run_sync(
+                lambda sync: rows.lookup_manifest(
+                    sync, authorized.name.namespace, authorized.name.repository,
+                    digest=digest, now_ms=now,
+                )
+            )  # fmt: skip
+            stored = found.manifest
             if stored is None:
                 raise RegistryError(MANIFEST_UNKNOWN, {"digest": digest})
             await tags.end_manifest_tags(session, repository.id, stored.id, now)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Result, Select, and_, exists, false, select, text, update
+from sqlalchemy import Select, and_, exists, false, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from wharf.db.models import (
     ImageStorage,
@@ -46,36 +46,6 @@ class StoredManifest:
 
 def _with_media_type() -> Select[Manifest, str]:
     return select(Manifest, MediaType.name).join(MediaType, MediaType.id == Manifest.media_type_id)
-
-
-def _reachable(now_ms: int) -> ColumnElement[bool]:
-    """An alive tag on the manifest, or on an index that lists it."""
-    parent_tag = aliased(Tag)
-    tagged = exists().where(Tag.manifest_id == Manifest.id, alive(now_ms))
-    listed = exists().where(
-        ManifestChild.child_manifest_id == Manifest.id,
-        parent_tag.manifest_id == ManifestChild.manifest_id,
-        parent_tag.lifetime_end_ms.is_(None) | (parent_tag.lifetime_end_ms > now_ms),
-    )
-    return tagged | listed
-
-
-def by_digest_query(repository_id: int, digest: str, now_ms: int) -> Select[Manifest, str]:
-    """The manifest `digest` when the repository can serve it (see the module docstring)."""
-    return (
-        _with_media_type()
-        .where(
-            Manifest.repository_id == repository_id,
-            Manifest.digest == digest,
-            _reachable(now_ms),
-        )
-        .limit(1)
-    )
-
-
-def first_manifest(rows: Result[Manifest, str]) -> StoredManifest | None:
-    row = rows.first()
-    return None if row is None else StoredManifest.from_row(row[0], row[1])
 
 
 # The pull path's lookups, one statement each: the repository (Quay's lookup), then the
@@ -156,12 +126,6 @@ def lookup_manifest(
 def tag_ever_existed(session: Session, repository_id: int, tag: str) -> bool:
     params = {"repository_id": repository_id, "tag": tag, "hidden": False}
     return session.execute(TAG_EVER_EXISTED, params).first() is not None
-
-
-async def manifest_by_digest(
-    session: AsyncSession, repository_id: int, digest: str, now_ms: int
-) -> StoredManifest | None:
-    return first_manifest(await session.execute(by_digest_query(repository_id, digest, now_ms)))
 
 
 async def find_manifest_id(session: AsyncSession, repository_id: int, digest: str) -> int | None:

@@ -156,11 +156,11 @@ async def _mount(
     if not authorized.allows(source_name, PULL):
         return False
     async with ctx.db.writer() as session:
-        source_repo = await find_repository(session, source_name)
-        if source_repo is None:
-            return False
-        source_id = source_repo.id
-        blob = await session.run_sync(lambda sync: blobs.find_blob(sync, source_id, digest))
+        _, blob = await session.run_sync(
+            lambda sync: blobs.lookup_blob(
+                sync, source_name.namespace, source_name.repository, digest
+            )
+        )
         if blob is None or not blob.locations:
             return False
         location = sorted(blob.locations)[0]
