@@ -21,6 +21,7 @@ LABELS = {
     "edge": "edge: `wharf edge serve` in front of it",
     "edge-uvloop": "edge under uvloop (diagnostic)",
     "nginx": "nginx in front of it",
+    "relay": "bare TCP relay in front of it (no HTTP: the ceiling)",
     "all": "`wharf serve --service all` (edge in process)",
 }
 
@@ -175,14 +176,15 @@ def _blob_lines(blob: dict[str, Any]) -> list[str]:
             f"| {LABELS.get(name, name)} | {cells[0]} | {cells[1]} | {cpu[0]} | {cpu[1]} "
             f"| {meets} |"
         )
-    against = [
-        f"{case_name} {case['ratios']['edge/nginx']['best']:.2f} "
-        f"({case['ratios']['edge/nginx']['median']:.2f})"
-        for case_name, case in blob["cases"].items()
-        if "edge/nginx" in case["ratios"]
-    ]
-    if against:
-        lines += ["", f"Edge / nginx throughput: {', '.join(against)}."]
+    for reference in ("nginx", "relay"):
+        key = f"edge/{reference}"
+        against = [
+            f"{case_name} {case['ratios'][key]['best']:.2f} ({case['ratios'][key]['median']:.2f})"
+            for case_name, case in blob["cases"].items()
+            if key in case["ratios"]
+        ]
+        if against:
+            lines += ["", f"Edge / {reference} throughput: {', '.join(against)}."]
     for case_name, case in blob["cases"].items():
         totals = ", ".join(f"{name} {_total_cpu(row):.2f}" for name, row in case["targets"].items())
         lines += [

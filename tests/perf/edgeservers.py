@@ -6,6 +6,8 @@
 * nginx: Debian's nginx as a streaming reverse proxy with its own prefix, pid and port (never
   the system service), configured like the edge: HTTP/1.1 keep-alive to the upstream, no
   buffering either way, no body size limit, `Host` passed through.
+* relay: relay.py, a bare TCP copy relay with no HTTP at all: the ceiling for any proxy in a
+  process of its own on this machine, so the edge's and nginx's ratios can be read against it.
 
 Each is returned as a `registryservers.Server` that carries the registry's token headers and
 blob layout, so the registry client drives a proxy exactly as it drives the registry.
@@ -204,6 +206,41 @@ def nginx(workdir: Path, upstream: rs.Server) -> Iterator[rs.Server]:
             f"http://127.0.0.1:{port}",
             process,
             _nginx_version(),
+            upstream.blob_file,
+            dict(upstream.headers),
+        )
+    finally:
+        _stop(process)
+
+
+# -- the bare relay --------------------------------------------------------------------------
+
+
+RELAY_SCRIPT = Path(__file__).with_name("relay.py")
+
+
+@contextmanager
+def relay(workdir: Path, upstream: rs.Server) -> Iterator[rs.Server]:
+    """relay.py in front of `upstream`, under the same Python as Wharf."""
+    scratch = workdir / "relay"
+    scratch.mkdir(parents=True, exist_ok=True)
+    port = rs.free_port()
+    upstream_port = upstream.base_url.rsplit(":", 1)[1]
+    log = scratch / "relay.log"
+    python = rs.WHARF_BIN.parent / "python"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(python), str(RELAY_SCRIPT), str(port), upstream_port],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_listening(port, process, log)
+        yield rs.Server(
+            "relay",
+            f"http://127.0.0.1:{port}",
+            process,
+            "relay.py (bare TCP copy, no HTTP)",
             upstream.blob_file,
             dict(upstream.headers),
         )

@@ -1,11 +1,13 @@
 """Edge benchmark (`make bench`): what the edge adds in front of Wharf's registry, with Debian's
 nginx measured the same way in the same run (issue 4, "Measured, not asserted").
 
-Four targets in front of one kind of upstream, all on loopback ports started here:
+Five targets in front of one kind of upstream, all on loopback ports started here:
 
 * direct: Wharf's registry alone (`wharf serve --service registry --mode mirror`);
 * edge: `wharf edge serve` (its own process) in front of that registry;
 * nginx: Debian's nginx in front of that registry (when /usr/sbin/nginx exists);
+* relay: a bare TCP copy relay in front of it (relay.py): no HTTP, the ceiling for any proxy
+  in its own process here, a reference for the two above;
 * all: `wharf serve --service all`, the edge in process in front of its own registry on one
   port (what `make run` runs); its own data dir, so the blobs it serves are its own.
 
@@ -196,6 +198,7 @@ def targets(report: dict[str, Any]) -> Iterator[dict[str, Target]]:
             found.append(proxied(stack.enter_context(es.nginx(scratch, registry))))
         else:
             report["skipped"]["nginx"] = f"Debian's nginx ({es.NGINX_BIN}) is not installed"
+        found.append(proxied(stack.enter_context(es.relay(scratch, registry))))
         # Its own data dir: `all` serves the blobs and manifests pushed through it.
         whole = stack.enter_context(rs.wharf(scratch, "all", "wharf-all"))
         found.append(Target("all", whole, psutil.Process(whole.pid)))
@@ -426,8 +429,9 @@ def blob_record(
         ratios = {
             f"{name}/direct": ratio(runs[name], runs["direct"]) for name in runs if name != "direct"
         }
-        if "nginx" in runs:
-            ratios["edge/nginx"] = ratio(runs["edge"], runs["nginx"])
+        for reference in ("nginx", "relay"):
+            if reference in runs:
+                ratios[f"edge/{reference}"] = ratio(runs["edge"], runs[reference])
         result["cases"][case] = {
             "targets": {name: target_dict(name, records[(name, case)]) for name in targets},
             "ratios": ratios,

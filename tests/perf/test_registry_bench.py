@@ -61,6 +61,7 @@ class CaseRecord:
 
     runs: bl.Runs
     cpu_seconds: list[float] = field(default_factory=list)
+    system_cpu_seconds: list[float] = field(default_factory=list)
     client_cpu_seconds: list[float] = field(default_factory=list)
     peak_rss: list[int] = field(default_factory=list)
     growth_in_case: list[int] = field(default_factory=list)
@@ -105,6 +106,12 @@ def cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def system_cpu_seconds(process: psutil.Process) -> float:
+    """The kernel's share: on this VM mostly page-cache writes into memory the host must
+    fault in first (see `discard`), a cost of the machine more than of the server."""
+    return float(process.cpu_times().system)
+
+
 # -- blobs: push, chunked push, pull; server memory ------------------------------------------
 
 
@@ -122,10 +129,12 @@ async def test_blob_throughput(report: dict[str, Any], servers: dict[str, rs.Ser
             # loop keeps handling the sockets meanwhile.
             await asyncio.to_thread(bl.settle_disk)
         cpu_before, client_before = cpu_seconds(processes[name]), time.process_time()
+        system_before = system_cpu_seconds(processes[name])
         at_start = rs.rss(server.pid)
         with rs.PeakRSS(server.pid) as peak, bl.Stopwatch(record.runs):
             count = await step
         record.cpu_seconds.append(cpu_seconds(processes[name]) - cpu_before)
+        record.system_cpu_seconds.append(system_cpu_seconds(processes[name]) - system_before)
         record.client_cpu_seconds.append(time.process_time() - client_before)
         record.peak_rss.append(peak.bytes)
         record.growth_in_case.append(peak.bytes - at_start)
@@ -204,6 +213,10 @@ def throughput_record(case: str, by_server: dict[str, CaseRecord]) -> dict[str, 
                 "server_cpu_seconds": [round(s, 2) for s in record.cpu_seconds],
                 "server_cpu_s_per_gib": round(
                     statistics.median(record.cpu_seconds) * bl.GiB / record.runs.nbytes, 2
+                ),
+                "server_system_cpu_s_per_gib": round(
+                    statistics.median(record.system_cpu_seconds) * bl.GiB / record.runs.nbytes,
+                    2,
                 ),
                 "client_cpu_s_per_gib": round(
                     statistics.median(record.client_cpu_seconds) * bl.GiB / record.runs.nbytes, 2

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from wharf.db.engine import Database
 from wharf.registry.auth import AccessPolicy, SigningKey, TokenIssuer, TokenVerifier
+from wharf.registry.auth.login_cache import LoginCache
 from wharf.storage import DistributedStorage
 
 DEFAULT_ISSUER = "quay"
@@ -23,6 +24,8 @@ class RegistryAuth:
     service: str
     """The `service` of challenges and the `aud` of tokens (Quay's `SERVER_HOSTNAME`)."""
     realm_path: str = REALM_PATH
+    logins: LoginCache = field(default_factory=LoginCache)
+    """Recent successful password checks (see login_cache.py)."""
 
     @classmethod
     def create(

@@ -177,7 +177,7 @@ async def _mount(
 
 @router.patch("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
-    repository = await resolve_repository(request, authorize(request, name, PUSH))
+    authorized = authorize(request, name, PUSH)
     start = length = None
     content_range = request.headers.get("content-range")
     if content_range is not None:
@@ -191,40 +191,50 @@ async def upload_chunk(request: Request, name: str, upload_id: str) -> Response:
             raise RegistryError(
                 RANGE_INVALID, {"reason": "Content-Length does not match Content-Range"}
             )
-    received = await Uploads(_ctx(request)).append(
-        repository.id,
+    uploads = Uploads(_ctx(request))
+    repository_id, state = await uploads.locate(authorized.name, upload_id)
+    received = await uploads.append(
+        repository_id,
         upload_id,
         request.stream(),
         start=start,
         length=length,
         location_header=_upload_location(name, upload_id),
+        state=state,
     )
     return _upload_response(name, upload_id, received, 202)
 
 
 @router.put("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def finish_upload(request: Request, name: str, upload_id: str) -> Response:
-    repository = await resolve_repository(request, authorize(request, name, PUSH))
+    authorized = authorize(request, name, PUSH)
     digest = check_digest(request.query_params.get("digest"))
     uploads = Uploads(_ctx(request))
     declared = _declared_length(request)
-    if declared != 0:  # a final chunk: appended where the upload ends
-        await uploads.append(repository.id, upload_id, request.stream(), length=declared)
-    await uploads.finish(repository.id, upload_id, digest)
+    repository_id, state = await uploads.locate(authorized.name, upload_id)
+    if declared == 0:
+        await uploads.finish(repository_id, upload_id, digest, state)
+    else:  # a final chunk, appended where the upload ends; `finish` reads the new state
+        await uploads.append(
+            repository_id, upload_id, request.stream(), length=declared, state=state
+        )
+        await uploads.finish(repository_id, upload_id, digest)
     return _created(name, digest)
 
 
 @router.get("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def upload_status(request: Request, name: str, upload_id: str) -> Response:
-    repository = await resolve_repository(request, authorize(request, name, PULL))
-    state = await Uploads(_ctx(request)).state(repository.id, upload_id)
+    authorized = authorize(request, name, PULL)
+    _, state = await Uploads(_ctx(request)).locate(authorized.name, upload_id)
     return _upload_response(name, upload_id, state.byte_count, 204)
 
 
 @router.delete("/v2/{name:path}/blobs/uploads/{upload_id}")
 async def cancel_upload(request: Request, name: str, upload_id: str) -> Response:
-    repository = await resolve_repository(request, authorize(request, name, PUSH))
-    await Uploads(_ctx(request)).cancel(repository.id, upload_id)
+    authorized = authorize(request, name, PUSH)
+    uploads = Uploads(_ctx(request))
+    repository_id, state = await uploads.locate(authorized.name, upload_id)
+    await uploads.cancel(repository_id, upload_id, state)
     return Response(status_code=204)
 
 

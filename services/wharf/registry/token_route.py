@@ -1,8 +1,9 @@
 """`GET /v2/auth`: the Docker token endpoint (distribution's token spec, Quay's rules).
 
 - Credentials: none (anonymous) or Basic, checked against Quay's `user.password_hash`
-  (bcrypt). An unknown user, a wrong password, a user without a password (organisations,
-  robots) or a disabled user: 401 `UNAUTHORIZED`, all with the same message.
+  (bcrypt; a success is remembered for a minute, see auth/login_cache.py). An unknown user,
+  a wrong password, a user without a password (organisations, robots) or a disabled user:
+  401 `UNAUTHORIZED`, all with the same message.
 - Anonymous requests without any scope: 401, as Quay answers (`docker login` always sends
   credentials, so only a client that has nothing to ask for gets there).
 - `scope`: one query parameter per resource (space-separated ones are accepted too); a scope
@@ -49,8 +50,14 @@ async def _login(request: Request, credentials: BasicCredentials) -> User:
         ).scalar_one_or_none()
     can_log_in = user is not None and not user.organization and not user.robot
     password_hash = user.password_hash if user is not None and can_log_in else None
-    # Always one bcrypt check (a dummy one without a hash): the answer takes as long.
-    matches = await verify_password_async(credentials.password, password_hash)
+    logins = ctx.auth.logins
+    if logins.verified(credentials.username, credentials.password, password_hash):
+        matches = True  # checked by bcrypt moments ago: a push asks for several tokens
+    else:
+        # Always one bcrypt check (a dummy one without a hash): the answer takes as long.
+        matches = await verify_password_async(credentials.password, password_hash)
+        if matches and password_hash is not None:
+            logins.remember(credentials.username, credentials.password, password_hash)
     if user is None or not matches or not user.enabled:
         raise RegistryError(UNAUTHORIZED, {"reason": INVALID_LOGIN}, message=INVALID_LOGIN)
     return user

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from wharf.db.models import BlobUpload, localnow
 from wharf.digest import (
@@ -29,11 +30,14 @@ from wharf.registry.errors import (
     BLOB_UPLOAD_INVALID,
     BLOB_UPLOAD_UNKNOWN,
     DIGEST_INVALID,
+    NAME_UNKNOWN,
     RANGE_INVALID,
     SIZE_INVALID,
     RegistryError,
 )
+from wharf.registry.names import RepositoryName
 from wharf.registry.ranges import upload_range_header
+from wharf.registry.repositories import repository_query
 from wharf.storage import InvalidUpload, content_path
 from wharf.storage.keys import UPLOADS
 
@@ -76,17 +80,31 @@ class Uploads:
         return upload_id
 
     async def state(self, repository_id: int, upload_id: str) -> UploadState:
-        if not UPLOAD_ID_RE.fullmatch(upload_id):
-            # Never a row: and a NUL byte or odd text must not reach the database driver.
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id[:64]})
-        async with self.ctx.db.reader(fresh=True) as session:
-            row = (
-                await session.execute(
-                    select(BlobUpload).where(
-                        BlobUpload.repository_id == repository_id, BlobUpload.uuid == upload_id
-                    )
-                )
-            ).scalar_one_or_none()
+        _check_upload_id(upload_id)
+
+        def query(session: Session) -> UploadState:
+            return self._state_of(session, repository_id, upload_id)
+
+        return await self.ctx.db.read(query, fresh=True)
+
+    async def locate(self, name: RepositoryName, upload_id: str) -> tuple[int, UploadState]:
+        """The repository's id and the upload's state, in one read (a chunk's first step)."""
+        _check_upload_id(upload_id)
+
+        def query(session: Session) -> tuple[int, UploadState]:
+            repository = session.execute(repository_query(name)).scalars().first()
+            if repository is None:
+                raise RegistryError(NAME_UNKNOWN, {"name": str(name)})
+            return repository.id, self._state_of(session, repository.id, upload_id)
+
+        return await self.ctx.db.read(query, fresh=True)
+
+    def _state_of(self, session: Session, repository_id: int, upload_id: str) -> UploadState:
+        row = session.execute(
+            select(BlobUpload).where(
+                BlobUpload.repository_id == repository_id, BlobUpload.uuid == upload_id
+            )
+        ).scalar_one_or_none()
         if row is None:
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id})
         try:
@@ -114,9 +132,12 @@ class Uploads:
         start: int | None = None,
         length: int | None = None,
         location_header: str = "",
+        state: UploadState | None = None,
     ) -> int:
-        """Add one chunk; returns the upload's byte count afterwards."""
-        state = await self.state(repository_id, upload_id)
+        """Add one chunk; returns the upload's byte count afterwards. `state`: the upload's
+        state when the caller has just read it (see `locate`)."""
+        if state is None:
+            state = await self.state(repository_id, upload_id)
         skip = 0
         if start is not None:
             if start > state.byte_count:
@@ -166,9 +187,12 @@ class Uploads:
                 )
         return new_count
 
-    async def finish(self, repository_id: int, upload_id: str, digest: str) -> blobs.BlobRecord:
+    async def finish(
+        self, repository_id: int, upload_id: str, digest: str, state: UploadState | None = None
+    ) -> blobs.BlobRecord:
         """Check the digest, move the bytes under the blob's key and record the blob."""
-        state = await self.state(repository_id, upload_id)
+        if state is None:
+            state = await self.state(repository_id, upload_id)
         algorithm = digest.partition(":")[0]
         hasher = _restore(state.sha_state) if algorithm == "sha256" else None
         if hasher is not None and hasher.bytes_hashed == state.byte_count:
@@ -205,8 +229,11 @@ class Uploads:
             await session.execute(delete(BlobUpload).where(BlobUpload.id == state.id))
         return blobs.BlobRecord(storage_id, digest, state.byte_count, frozenset([state.location]))
 
-    async def cancel(self, repository_id: int, upload_id: str) -> None:
-        state = await self.state(repository_id, upload_id)
+    async def cancel(
+        self, repository_id: int, upload_id: str, state: UploadState | None = None
+    ) -> None:
+        if state is None:
+            state = await self.state(repository_id, upload_id)
         await self.ctx.storage.cancel_chunked_upload([state.location], upload_id, state.metadata)
         await self._delete_row(state)
 
@@ -234,6 +261,12 @@ class Uploads:
     async def _delete_row(self, state: UploadState) -> None:
         async with self.ctx.db.writer() as session:
             await session.execute(delete(BlobUpload).where(BlobUpload.id == state.id))
+
+
+def _check_upload_id(upload_id: str) -> None:
+    if not UPLOAD_ID_RE.fullmatch(upload_id):
+        # Never a row: and a NUL byte or odd text must not reach the database driver.
+        raise RegistryError(BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id[:64]})
 
 
 def _fresh_state() -> str | None:

@@ -26,7 +26,8 @@ from tests.integration.registry.conftest import (
 from wharf.cli.main import ADMIN_PASSWORD_ENV, ADMIN_PASSWORD_FILE, ensure_admin_user
 from wharf.db.engine import Database
 from wharf.db.migrate import upgrade_database
-from wharf.registry.auth import SigningKey, TokenIssuer, verify_password
+from wharf.registry import token_route
+from wharf.registry.auth import SigningKey, TokenIssuer, hash_password, verify_password
 from wharf.registry.auth.scopes import Grant
 
 REPO = "library/app"
@@ -415,3 +416,46 @@ async def test_mirror_admin_bootstrap(
         await ensure_admin_user(db, tmp_path, rounds=4)
     assert "from-the-environment" not in capsys.readouterr().err
     assert verify_password("from-the-environment", await stored_hash())
+
+
+async def test_a_login_costs_one_bcrypt_check_per_minute_and_no_less_safety(
+    registry: RegistryUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker and podman ask for several tokens per push with the same credentials."""
+    await registry.client()  # the schema
+    await registry.add_user("carol", "carol-password")
+    checks: list[str] = []
+    real_check = token_route.verify_password_async
+
+    async def counted(password: str, password_hash: str | None) -> bool:
+        checks.append(password)
+        return await real_check(password, password_hash)
+
+    monkeypatch.setattr(token_route, "verify_password_async", counted)
+    raw = await registry.client(login=None)
+
+    async def status(password: str) -> int:
+        response = await raw.get(
+            "/v2/auth",
+            params={"service": SERVICE, "scope": "repository:carol/app:pull"},
+            auth=("carol", password),
+        )
+        return response.status_code
+
+    assert [await status("carol-password") for _ in range(3)] == [200, 200, 200]
+    assert len(checks) == 1
+    # A wrong password is checked by bcrypt every time: guessing gets no cheaper.
+    assert [await status("guess") for _ in range(2)] == [401, 401]
+    assert len(checks) == 3
+    # A new password hash: the old password stops working at once.
+    new_hash = hash_password("carol-new", rounds=4)
+    await registry.rows(
+        f"update \"user\" set password_hash = '{new_hash}' where username = 'carol'"
+    )
+    assert await status("carol-password") == 401
+    assert await status("carol-new") == 200
+    assert await status("carol-new") == 200
+    assert len(checks) == 5
+    # A disabled user is refused, remembered password or not.
+    await registry.rows("update \"user\" set enabled = false where username = 'carol'")
+    assert await status("carol-new") == 401

@@ -39,8 +39,12 @@ from wharf.storage.streams import batches
 P = ParamSpec("P")
 T = TypeVar("T")
 
-WRITE_BATCH_SIZE = 4 * 1024 * 1024
-"""Chunks are written in batches of this many bytes: one `writev` per thread-pool round trip."""
+WRITE_BATCH_SIZE = 1024 * 1024
+"""Chunks are written in batches of this many bytes: one `writev` per thread-pool round trip.
+Measured on 16 MiB PATCHes (the registry bench): 1 MiB moved 405-512 MB/s, 512 KiB 383-473,
+2 MiB 320-361 and 4 MiB 286-391, with less kernel time per GiB; the last batch of a chunk is
+the part no receiving overlaps, and a batch the writer copies soon after it arrived is still
+in the CPU's caches. One-PUT pushes measured the same at 1 and 4 MiB."""
 COPY_BLOCK_SIZE = 1024 * 1024
 LOCAL_READ_SIZE = MAX_READ_CHUNK
 """Reads from disk in 4 MiB blocks: one thread-pool round trip per block is the main cost."""
