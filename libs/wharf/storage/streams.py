@@ -6,22 +6,6 @@ import io
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 
-async def batches(chunks: AsyncIterable[bytes], min_size: int) -> AsyncIterator[list[bytes]]:
-    """Group chunks, without copying them, into lists of at least `min_size` bytes."""
-    batch: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        batch.append(chunk)
-        size += len(chunk)
-        if size >= min_size:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
 async def fixed_size_parts(
     chunks: AsyncIterable[bytes], part_size: Callable[[int], int]
 ) -> AsyncIterator[tuple[io.BytesIO, int]]:

@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sql_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,6 +19,7 @@ from wharf.registry.context import RegistryAuth, RegistryContext
 from wharf.registry.errors import (
     BLOB_UNKNOWN,
     BLOB_UPLOAD_INVALID,
+    TOO_MANY_REQUESTS,
     UNSUPPORTED,
     ErrorCode,
     RegistryError,
@@ -36,6 +38,7 @@ from wharf.storage import (
 
 API_VERSION_RAW = (b"docker-distribution-api-version", b"registry/2.0")
 UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "storage is unavailable; retry later")
+DATABASE_UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "the database is unavailable; retry later")
 STORAGE_FAILED = ErrorCode("UNKNOWN", 500, "storage refused the operation")
 UNEXPECTED = ErrorCode("UNKNOWN", 500, "unexpected server error")
 NO_ROUTE = ErrorCode("UNSUPPORTED", 404, "no such endpoint")
@@ -107,6 +110,32 @@ def create_app(context: RegistryContext) -> FastAPI:
         if isinstance(exc, BackendUnavailable):
             return RegistryError(UNAVAILABLE, headers={"Retry-After": "5"}).response(head=head)
         return RegistryError(STORAGE_FAILED).response(head=head)
+
+    @app.exception_handler(sql_errors.TimeoutError)
+    async def pool_exhausted(request: Request, exc: sql_errors.TimeoutError) -> Response:
+        # Every pooled connection stayed busy for the pool timeout: the registry is saturated.
+        log.warning("database pool exhausted on %s %s", request.method, request.url.path)
+        error = RegistryError(
+            TOO_MANY_REQUESTS,
+            {"reason": "every database connection is busy"},
+            headers={"Retry-After": "1"},
+        )
+        return error.response(head=request.method == "HEAD")
+
+    @app.exception_handler(sql_errors.OperationalError)
+    @app.exception_handler(sql_errors.InterfaceError)
+    @app.exception_handler(ConnectionError)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        # Unreachable, restarting, or (SQLite) locked past the busy timeout. The message of
+        # such an error may carry the database URL: only its class is logged.
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc.__cause__ or exc).__name__,
+        )
+        error = RegistryError(DATABASE_UNAVAILABLE, headers={"Retry-After": "5"})
+        return error.response(head=request.method == "HEAD")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
