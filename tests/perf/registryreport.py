@@ -93,6 +93,14 @@ def render_markdown(data: dict[str, Any]) -> str:
             f"| {_cpu(wharf)} / {_cpu(dist)} "
             f"| {wharf['client_cpu_s_per_gib']} / {dist['client_cpu_s_per_gib']} |"
         )
+    faults = [
+        f"{CASE_NAMES.get(case, case).format(size=_size(record['object_bytes']))}: "
+        f"{record['servers']['wharf'].get('server_page_faults_per_gib', '-')} / "
+        f"{record['servers']['distribution'].get('server_page_faults_per_gib', '-')}"
+        for case, record in data["throughput"].items()
+    ]
+    if faults:
+        lines += ["", f"Server page faults per GiB (Wharf / distribution): {'; '.join(faults)}."]
     if manifest := data.get("manifest_get"):
         lines += _manifest_lines(manifest)
     if data["memory"]:

@@ -202,6 +202,13 @@ def rss(pid: int) -> int:
         return int(statm.read().split()[1]) * PAGE_SIZE
 
 
+def page_faults(pid: int) -> int:
+    """Minor and major page faults of a process so far (/proc/<pid>/stat fields 10 and 12)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[7]) + int(fields[9])
+
+
 def _reset_hwm(pid: int) -> bool:
     """Reset the process's VmHWM to its current RSS (Linux >= 4.0, our own children only)."""
     try:

@@ -62,6 +62,7 @@ class CaseRecord:
     runs: bl.Runs
     cpu_seconds: list[float] = field(default_factory=list)
     system_cpu_seconds: list[float] = field(default_factory=list)
+    page_faults: list[int] = field(default_factory=list)
     client_cpu_seconds: list[float] = field(default_factory=list)
     peak_rss: list[int] = field(default_factory=list)
     growth_in_case: list[int] = field(default_factory=list)
@@ -130,11 +131,13 @@ async def test_blob_throughput(report: dict[str, Any], servers: dict[str, rs.Ser
             await asyncio.to_thread(bl.settle_disk)
         cpu_before, client_before = cpu_seconds(processes[name]), time.process_time()
         system_before = system_cpu_seconds(processes[name])
+        faults_before = rs.page_faults(server.pid)
         at_start = rs.rss(server.pid)
         with rs.PeakRSS(server.pid) as peak, bl.Stopwatch(record.runs):
             count = await step
         record.cpu_seconds.append(cpu_seconds(processes[name]) - cpu_before)
         record.system_cpu_seconds.append(system_cpu_seconds(processes[name]) - system_before)
+        record.page_faults.append(rs.page_faults(server.pid) - faults_before)
         record.client_cpu_seconds.append(time.process_time() - client_before)
         record.peak_rss.append(peak.bytes)
         record.growth_in_case.append(peak.bytes - at_start)
@@ -217,6 +220,9 @@ def throughput_record(case: str, by_server: dict[str, CaseRecord]) -> dict[str, 
                 "server_system_cpu_s_per_gib": round(
                     statistics.median(record.system_cpu_seconds) * bl.GiB / record.runs.nbytes,
                     2,
+                ),
+                "server_page_faults_per_gib": round(
+                    statistics.median(record.page_faults) * bl.GiB / record.runs.nbytes
                 ),
                 "client_cpu_s_per_gib": round(
                     statistics.median(record.client_cpu_seconds) * bl.GiB / record.runs.nbytes, 2

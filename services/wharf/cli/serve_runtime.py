@@ -23,6 +23,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wharf.cli.allocator import tune_allocator
+
 SERVICES = ("all", "registry", "edge")
 DEFAULT_TABLE = """\
 # Everything to the registry in this process. Add upstreams and canaries to migrate.
@@ -53,7 +55,9 @@ def admin_tokens_text(config: dict[str, Any]) -> str | None:
 
 
 def run_event_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """uvloop when it is installed (uvicorn's choice too), else asyncio's loop."""
+    """uvloop when it is installed (uvicorn's choice too), else asyncio's loop; the allocator
+    tuned for a server first (see allocator.py)."""
+    tune_allocator()
     factory = None
     with contextlib.suppress(ImportError):
         import uvloop
