@@ -32,6 +32,8 @@ def test_mirror_defaults() -> None:
     assert mirror.service == "127.0.0.1:8080"
     assert mirror.max_blob_size == 20 * 1024**3
     assert mirror.blob_redirects
+    assert (mirror.upload_max_age_minutes, mirror.clean_upload_folder) == (2880, True)
+    assert mirror.upload_cleanup_interval_s == 3600
 
 
 def test_standalone_reads_quay_keys() -> None:
@@ -42,6 +44,9 @@ def test_standalone_reads_quay_keys() -> None:
         "FEATURE_ANONYMOUS_ACCESS": False,
         "MAXIMUM_LAYER_SIZE": "512M",
         "WHARF_BLOB_REDIRECTS": False,
+        "BLOBUPLOAD_DELETION_DATE_THRESHOLD": 60,
+        "CLEAN_BLOB_UPLOAD_FOLDER": False,
+        "WHARF_UPLOAD_CLEANUP_INTERVAL": 0,
         "DB_CONNECTION_ARGS": {"max_connections": 7, "stale_timeout": 60},
         "DB_READ_REPLICAS": [{"DB_URI": "postgresql://wharf@replica/quay"}],
     }
@@ -54,6 +59,8 @@ def test_standalone_reads_quay_keys() -> None:
     assert standalone.push_anywhere == frozenset()
     assert not standalone.anonymous_access
     assert not standalone.blob_redirects
+    assert (standalone.upload_max_age_minutes, standalone.clean_upload_folder) == (60, False)
+    assert standalone.upload_cleanup_interval_s == 0
     assert standalone.max_blob_size == 512 * 1024**2
     assert (standalone.pool.pool_size, standalone.pool.max_overflow) == (7, 0)
     assert standalone.service == "quay.example"
@@ -74,6 +81,9 @@ def test_standalone_reads_quay_keys() -> None:
         ("mirror", {"DB_CONNECTION_ARGS": {"max_connections": 0}}, "max_connections"),
         ("full", {**STANDALONE, "DB_READ_REPLICAS": [{"URI": "x"}]}, "DB_READ_REPLICAS"),
         ("mirror", {"DB_URI": 5}, "DB_URI must be a string"),
+        ("mirror", {"BLOBUPLOAD_DELETION_DATE_THRESHOLD": 0}, "BLOBUPLOAD_DELETION_DATE"),
+        ("mirror", {"WHARF_UPLOAD_CLEANUP_INTERVAL": -1}, "WHARF_UPLOAD_CLEANUP_INTERVAL"),
+        ("mirror", {"CLEAN_BLOB_UPLOAD_FOLDER": "no"}, "CLEAN_BLOB_UPLOAD_FOLDER must be"),
         ("turbo", {}, "unknown mode"),
     ],
 )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,6 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
     from wharf.registry.auth import AccessPolicy, load_or_create_signing_key
     from wharf.registry.auth.keys import DEFAULT_KEY_FILENAME
     from wharf.registry.context import RegistryAuth, RegistryContext
+    from wharf.registry.upload_cleanup import UploadCleanup
 
     config = read_config_file(args.config) if args.config else {}
     settings = build_settings(
@@ -211,6 +214,14 @@ def _serve(args: argparse.Namespace) -> int:
             raise ServeConfigError(f"cannot use the database: {reason}") from None
         registry = create_app(context)
         print(f"wharf: {args.mode} mode, service {args.service}", file=sys.stderr)
+        cleanup = UploadCleanup(
+            context,
+            older_than=timedelta(minutes=settings.upload_max_age_minutes),
+            clean_folder=settings.clean_upload_folder,
+        )
+        sweeper = None
+        if settings.upload_cleanup_interval_s:
+            sweeper = asyncio.create_task(cleanup.run_forever(settings.upload_cleanup_interval_s))
         try:
             if args.service == "registry":
                 server = uvicorn.Server(
@@ -239,6 +250,10 @@ def _serve(args: argparse.Namespace) -> int:
                 port=args.port,
             )
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await db.dispose()
             await storage.aclose()
 

@@ -11,7 +11,9 @@ Modes:
 Quay keys read: `DB_URI`, `DB_READ_REPLICAS` (`[{DB_URI: ...}]`, the first is used),
 `DB_CONNECTION_ARGS` (`max_connections`, `stale_timeout`), `SERVER_HOSTNAME`, `SUPER_USERS`,
 `FEATURE_ANONYMOUS_ACCESS`, `CREATE_PRIVATE_REPO_ON_PUSH`, `MAXIMUM_LAYER_SIZE` (`20G`), and
-the storage keys. Wharf's own: `WHARF_BLOB_REDIRECTS` (default true).
+`BLOBUPLOAD_DELETION_DATE_THRESHOLD` (minutes, 2880), `CLEAN_BLOB_UPLOAD_FOLDER` (true) and
+the storage keys. Wharf's own: `WHARF_BLOB_REDIRECTS` (default true),
+`WHARF_UPLOAD_CLEANUP_INTERVAL` (seconds between abandoned-upload sweeps, 3600; 0: never).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class ServeSettings:
     public_on_create: bool
     max_blob_size: int
     blob_redirects: bool
+    upload_max_age_minutes: int = 60 * 48
+    clean_upload_folder: bool = True
+    upload_cleanup_interval_s: int = 3600
 
     @property
     def bootstraps_admin(self) -> bool:
@@ -96,6 +101,11 @@ def build_settings(
         public_on_create=not _bool(config, "CREATE_PRIVATE_REPO_ON_PUSH", not mirror),
         max_blob_size=_size(config, "MAXIMUM_LAYER_SIZE", DEFAULT_MAX_LAYER_SIZE),
         blob_redirects=_bool(config, "WHARF_BLOB_REDIRECTS", True),
+        upload_max_age_minutes=_count(config, "BLOBUPLOAD_DELETION_DATE_THRESHOLD", 60 * 48),
+        clean_upload_folder=_bool(config, "CLEAN_BLOB_UPLOAD_FOLDER", True),
+        upload_cleanup_interval_s=_count(
+            config, "WHARF_UPLOAD_CLEANUP_INTERVAL", 3600, allow_zero=True
+        ),
     )
 
 
@@ -119,6 +129,14 @@ def _bool(config: dict[str, Any], key: str, default: bool) -> bool:
     value = config.get(key, default)
     if not isinstance(value, bool):
         raise ServeConfigError(f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _count(config: dict[str, Any], key: str, default: int, *, allow_zero: bool = False) -> int:
+    value = config.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+        least = "0" if allow_zero else "1"
+        raise ServeConfigError(f"{key} must be a whole number of at least {least}, not {value!r}")
     return value
 
 

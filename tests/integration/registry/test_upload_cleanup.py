@@ -1,0 +1,126 @@
+"""Abandoned uploads are cancelled after BLOBUPLOAD_DELETION_DATE_THRESHOLD; live ones stay."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from wharf.db.engine import Database
+from wharf.db.models import BlobUpload, localnow
+from wharf.registry.app import prepare_context
+from wharf.registry.context import RegistryContext
+from wharf.registry.names import RepositoryName
+from wharf.registry.repositories import create_repository
+from wharf.registry.upload_cleanup import CleanupReport, UploadCleanup
+from wharf.registry.uploads import Uploads
+from wharf.storage import BackendUnavailable, DistributedStorage, load_storage_config
+from wharf.storage.streams import iterate_bytes
+
+TWO_DAYS = timedelta(days=2)
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[tuple[RegistryContext, Uploads, int]]:
+    storage = DistributedStorage.from_config(
+        load_storage_config(
+            {
+                "DISTRIBUTED_STORAGE_CONFIG": {
+                    "local": ["LocalStorage", {"storage_path": str(tmp_path / "storage")}]
+                }
+            }
+        )
+    )
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'wharf.db'}")
+    context = await prepare_context(storage, db, public_on_create=True)
+    async with db.writer() as session:
+        repository = await create_repository(session, RepositoryName("ns", "repo"), public=True)
+    yield context, Uploads(context), repository.id
+    await db.dispose()
+
+
+async def age(context: RegistryContext, upload_id: str, by: timedelta) -> None:
+    async with context.db.writer() as session:
+        await session.execute(
+            update(BlobUpload).where(BlobUpload.uuid == upload_id).values(created=localnow() - by)
+        )
+
+
+async def upload_ids(context: RegistryContext) -> set[str]:
+    async with context.db.reader() as session:
+        return set((await session.execute(select(BlobUpload.uuid))).scalars())
+
+
+def upload_file(tmp_path: Path, upload_id: str) -> Path:
+    return tmp_path / "storage" / "uploads" / upload_id
+
+
+async def test_stale_uploads_go_and_live_ones_stay(
+    service: tuple[RegistryContext, Uploads, int], tmp_path: Path
+) -> None:
+    context, uploads, repository_id = service
+    stale = await uploads.start(repository_id)
+    await uploads.append(repository_id, stale, iterate_bytes(b"abandoned bytes"))
+    live = await uploads.start(repository_id)
+    await uploads.append(repository_id, live, iterate_bytes(b"still "))
+    await age(context, stale, TWO_DAYS + timedelta(minutes=1))
+    await age(context, live, TWO_DAYS - timedelta(minutes=5))
+    # A file of a crashed process, with no row, as old as the stale upload.
+    stray = upload_file(tmp_path, "crashed-upload")
+    stray.write_bytes(b"x")
+    old = time.time() - TWO_DAYS.total_seconds() - 60
+    os.utime(stray, (old, old))
+    os.utime(upload_file(tmp_path, stale), (old, old))
+
+    report = await UploadCleanup(context, older_than=TWO_DAYS).run_once()
+
+    assert report.uploads_cancelled == 1
+    assert report.partial_objects_removed == 1  # the stray file; the stale one went with its row
+    assert await upload_ids(context) == {live}
+    assert not upload_file(tmp_path, stale).exists()
+    assert not stray.exists()
+    # The live upload is untouched and finishes.
+    await uploads.append(repository_id, live, iterate_bytes(b"going"), start=6)
+    digest = "sha256:" + hashlib.sha256(b"still going").hexdigest()
+    assert (await uploads.finish(repository_id, live, digest)).size == 11
+    # Nothing left to do: a second round (another replica, say) finds nothing.
+    assert await UploadCleanup(context, older_than=TWO_DAYS).run_once() == CleanupReport()
+
+
+async def test_a_storage_failure_keeps_the_row_for_the_next_round(
+    service: tuple[RegistryContext, Uploads, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, uploads, repository_id = service
+    stale = await uploads.start(repository_id)
+    await age(context, stale, TWO_DAYS * 2)
+
+    async def unavailable(*args: object, **kwargs: object) -> None:
+        raise BackendUnavailable("storage is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(context.storage, "cancel_chunked_upload", unavailable)
+        report = await UploadCleanup(context, older_than=TWO_DAYS, clean_folder=False).run_once()
+    assert (report.uploads_cancelled, report.uploads_failed) == (0, 1)
+    assert await upload_ids(context) == {stale}
+    report = await UploadCleanup(context, older_than=TWO_DAYS, clean_folder=False).run_once()
+    assert report.uploads_cancelled == 1
+    assert await upload_ids(context) == set()
+
+
+async def test_the_folder_is_left_alone_when_told(
+    service: tuple[RegistryContext, Uploads, int], tmp_path: Path
+) -> None:
+    context, _, _ = service
+    stray = upload_file(tmp_path, "crashed-upload")
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"x")
+    old = time.time() - TWO_DAYS.total_seconds() * 2
+    os.utime(stray, (old, old))
+    await UploadCleanup(context, older_than=TWO_DAYS, clean_folder=False).run_once()
+    assert stray.exists()
