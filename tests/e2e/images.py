@@ -69,7 +69,7 @@ def served(registry: Registry, repo: str, reference: str) -> Served:
         answer = client.get(f"/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_TYPES})
         assert answer.status_code == 200, f"GET manifest {reference}: {answer.text}"
         digest = sha256(answer.content)
-        assert answer.headers.get("docker-content-digest", digest) == digest
+        assert answer.headers["docker-content-digest"] == digest
         manifest = json.loads(answer.content)
         config = json.loads(client.get(f"/v2/{repo}/blobs/{manifest['config']['digest']}").content)
         diff_ids = []

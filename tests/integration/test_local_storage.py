@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from tests.contract.storage_contract import Broken, StorageContract, failing_after, payload
 from wharf.storage import InvalidUpload, StorageDriver, build_driver
+from wharf.storage.drivers import local as local_driver
 from wharf.storage.streams import iterate_bytes
 
 MiB = 1024 * 1024
@@ -111,3 +114,83 @@ async def test_a_file_where_a_directory_is_needed_is_a_precise_error(tmp_path: P
     with pytest.raises(BackendError, match="is an object, not a directory"):
         await driver.put_content("a/b", b"v")
     assert await driver.get_content("a") == b"object"
+
+
+class GatedWrites:
+    """Stands in for `_write_all`: records batch sizes and can hold a write in its thread."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.running = 0
+        self.real = local_driver._write_all
+
+    def __call__(self, handle: IO[bytes], batch: list[bytes]) -> int:
+        self.running += 1
+        try:
+            self.gate.wait(10)
+            self.sizes.append(sum(len(chunk) for chunk in batch))
+            return self.real(handle, batch)
+        finally:
+            self.running -= 1
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> GatedWrites:
+    gated = GatedWrites()
+    monkeypatch.setattr(local_driver, "_write_all", gated)
+    return gated
+
+
+async def chunks_of(size: int, count: int, pause: float = 0.0) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        if pause:
+            await asyncio.sleep(pause)
+        yield b"z" * size
+
+
+async def test_batches_grow_while_the_writer_is_busy(tmp_path: Path, writes: GatedWrites) -> None:
+    driver = local(tmp_path)
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    writes.gate.clear()  # the first batch stays on the disk while the rest arrives
+    task = asyncio.create_task(
+        driver.upload_chunk(upload_id, 0, chunks_of(64 * 1024, 160), metadata)
+    )
+    await asyncio.sleep(0.2)
+    writes.gate.set()
+    assert (await task).bytes_written == 10 * MiB
+    min_size, max_size = local_driver.WRITE_BATCH_MIN, local_driver.WRITE_BATCH_MAX
+    assert writes.sizes[:2] == [min_size, max_size]
+    assert sum(writes.sizes) == 10 * MiB
+
+
+async def test_a_paced_source_is_written_as_it_arrives(tmp_path: Path, writes: GatedWrites) -> None:
+    driver = local(tmp_path)
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    source = chunks_of(256 * 1024, 16, pause=0.01)  # the writer is idle at every step
+    assert (await driver.upload_chunk(upload_id, 0, source, metadata)).bytes_written == 4 * MiB
+    assert writes.sizes == [local_driver.WRITE_BATCH_MIN] * 4
+
+
+async def test_cancelled_mid_write_waits_for_the_thread_then_truncates(
+    tmp_path: Path, writes: GatedWrites
+) -> None:
+    driver = local(tmp_path)
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    await driver.upload_chunk(upload_id, 0, iterate_bytes(b"abc"), metadata)
+    writes.gate.clear()
+    task = asyncio.create_task(driver.upload_chunk(upload_id, 3, chunks_of(MiB, 3), metadata))
+    await asyncio.sleep(0.2)
+    assert writes.running == 1
+    task.cancel()
+    await asyncio.sleep(0.1)
+    assert not task.done()  # still waiting for the write in the thread
+    writes.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert writes.running == 0
+    # Truncated after the write ended: the upload still ends where it did, and goes on.
+    assert (tmp_path / "uploads" / upload_id).read_bytes() == b"abc"
+    result = await driver.upload_chunk(upload_id, 3, iterate_bytes(b"def"), metadata)
+    assert result.bytes_written == 3

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import secrets
 import sys
@@ -252,8 +251,7 @@ def _serve(args: argparse.Namespace) -> int:
         finally:
             if sweeper is not None:
                 sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                await asyncio.wait([sweeper])
             await db.dispose()
             await storage.aclose()
 

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wharf.db.engine import Database
 from wharf.db.migrate import upgrade_database
 from wharf.db.seed import ensure_storage_locations
+from wharf.registry import db_errors
 from wharf.registry.access import authenticate
 from wharf.registry.auth import SigningKey
 from wharf.registry.context import RegistryAuth, RegistryContext
@@ -111,10 +112,12 @@ def create_app(context: RegistryContext) -> FastAPI:
             return RegistryError(UNAVAILABLE, headers={"Retry-After": "5"}).response(head=head)
         return RegistryError(STORAGE_FAILED).response(head=head)
 
+    busy_pool_log = db_errors.QuietLog(log)
+
     @app.exception_handler(sql_errors.TimeoutError)
     async def pool_exhausted(request: Request, exc: sql_errors.TimeoutError) -> Response:
         # Every pooled connection stayed busy for the pool timeout: the registry is saturated.
-        log.warning("database pool exhausted on %s %s", request.method, request.url.path)
+        busy_pool_log.warning("database pool exhausted on %s", request.method)
         error = RegistryError(
             TOO_MANY_REQUESTS,
             {"reason": "every database connection is busy"},
@@ -122,20 +125,25 @@ def create_app(context: RegistryContext) -> FastAPI:
         )
         return error.response(head=request.method == "HEAD")
 
-    @app.exception_handler(sql_errors.OperationalError)
-    @app.exception_handler(sql_errors.InterfaceError)
-    @app.exception_handler(ConnectionError)
-    async def database_down(request: Request, exc: Exception) -> Response:
-        # Unreachable, restarting, or (SQLite) locked past the busy timeout. The message of
-        # such an error may carry the database URL: only its class is logged.
+    @app.exception_handler(sql_errors.DBAPIError)
+    @app.exception_handler(OSError)
+    async def database_error(request: Request, exc: Exception) -> Response:
+        head = request.method == "HEAD"
+        if not db_errors.is_unavailable(exc):
+            log.error(
+                "unexpected failure on %s %s: %s",
+                request.method,
+                request.url.path,
+                db_errors.describe(exc),
+            )
+            return RegistryError(UNEXPECTED).response(head=head)
         log.warning(
             "database unavailable on %s %s: %s",
             request.method,
             request.url.path,
-            type(exc.__cause__ or exc).__name__,
+            db_errors.describe(exc),
         )
-        error = RegistryError(DATABASE_UNAVAILABLE, headers={"Retry-After": "5"})
-        return error.response(head=request.method == "HEAD")
+        return RegistryError(DATABASE_UNAVAILABLE, headers={"Retry-After": "5"}).response(head=head)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -56,7 +56,9 @@ async def _login(request: Request, credentials: BasicCredentials) -> User:
     else:
         # Always one bcrypt check (a dummy one without a hash): the answer takes as long.
         matches = await verify_password_async(credentials.password, password_hash)
-        if matches and password_hash is not None:
+        # A disabled user's right password is not remembered: a fast second answer would
+        # tell a guesser it was right, where every answer must take as long.
+        if matches and password_hash is not None and user is not None and user.enabled:
             logins.remember(credentials.username, credentials.password, password_hash)
     if user is None or not matches or not user.enabled:
         raise RegistryError(UNAUTHORIZED, {"reason": INVALID_LOGIN}, message=INVALID_LOGIN)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from sqlalchemy import delete, select
 
 from wharf.db.models import BlobUpload, localnow
 from wharf.registry.context import RegistryContext
-from wharf.storage import StorageError
+from wharf.storage import InvalidUpload, ObjectNotFound, StorageError
 
 log = logging.getLogger("wharf.registry.cleanup")
 
@@ -38,6 +39,7 @@ DEFAULT_MAX_AGE = timedelta(minutes=60 * 48)
 MULTIPART_MAX_AGE = timedelta(days=1)
 MULTIPART_EVERY = timedelta(hours=6)
 DEFAULT_INTERVAL_S = 3600.0
+FIRST_RUN_S = 600.0
 BATCH = 100
 """Rows read per query: a backlog is worked off in bounded steps."""
 
@@ -59,6 +61,8 @@ class UploadCleanup:
 
     async def run_once(self) -> CleanupReport:
         report = CleanupReport()
+        if self.ctx.storage.readonly:
+            return report  # nothing may be removed; the uploads wait for a writable registry
         await self._cancel_stale_rows(report)
         if self.clean_folder:
             await self._clean_folder(report)
@@ -66,13 +70,19 @@ class UploadCleanup:
         return report
 
     async def run_forever(self, interval_s: float = DEFAULT_INTERVAL_S) -> None:
-        """Run every `interval_s` seconds until cancelled; a failed round is logged only."""
+        """Run every `interval_s` seconds until cancelled; a failed round is logged only.
+
+        The first round comes after a random part of the interval (at most `FIRST_RUN_S`):
+        a process restarted more often than the interval still sweeps, and replicas started
+        together do not sweep in step."""
+        delay = random.uniform(0.1, 1.0) * min(interval_s, FIRST_RUN_S)
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(delay)
+            delay = interval_s
             try:
                 report = await self.run_once()
-            except Exception as exc:  # a background task must survive anything
-                log.warning("upload cleanup failed: %s", type(exc).__name__)
+            except Exception:  # a background task must survive anything
+                log.warning("upload cleanup failed", exc_info=True)
                 continue
             if report != CleanupReport():
                 log.info("upload cleanup: %s", report)
@@ -82,7 +92,7 @@ class UploadCleanup:
         names = {v: k for k, v in self.ctx.location_ids.items()}
         after = 0
         while True:
-            async with self.ctx.db.writer() as session:
+            async with self.ctx.db.reader(fresh=True) as session:
                 rows = (
                     await session.execute(
                         select(
@@ -114,6 +124,10 @@ class UploadCleanup:
     async def _cancel(self, location: str, upload_id: str, metadata: dict[str, Any]) -> bool:
         try:
             await self.ctx.storage.cancel_chunked_upload([location], upload_id, metadata)
+        except (InvalidUpload, ObjectNotFound):
+            # Nothing that can be cancelled (unreadable metadata, bytes already gone): the
+            # row goes, and what bytes remain are the folder sweep's, as in Quay.
+            return True
         except StorageError as exc:
             log.warning("could not cancel stale upload %s in %s: %s", upload_id, location, exc)
             return False

@@ -456,6 +456,13 @@ async def test_a_login_costs_one_bcrypt_check_per_minute_and_no_less_safety(
     assert await status("carol-new") == 200
     assert await status("carol-new") == 200
     assert len(checks) == 5
-    # A disabled user is refused, remembered password or not.
+    # A disabled user is refused, remembered password or not, and the right password of a
+    # disabled user is checked in full every time (nothing to learn from the timing).
     await registry.rows("update \"user\" set enabled = false where username = 'carol'")
     assert await status("carol-new") == 401
+    await registry.rows(
+        f"update \"user\" set password_hash = '{hash_password('dave', rounds=4)}' "
+        "where username = 'carol'"
+    )
+    assert [await status("dave") for _ in range(2)] == [401, 401]
+    assert len(checks) == 7

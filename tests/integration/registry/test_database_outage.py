@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import exc as sql_errors
 from sqlalchemy import text
 
 from wharf.db.engine import Database, PoolSettings
+from wharf.registry import routes
 from wharf.registry.app import create_app, prepare_context
 from wharf.registry.auth import SigningKey
 from wharf.registry.auth.scopes import Grant
@@ -103,7 +105,7 @@ async def test_a_saturated_pool_is_429(context: RegistryContext, tmp_path: Path)
             await writing.execute(text("select 1"))
             await reading.execute(text("select 1"))
             response = await client.post(f"/v2/{REPO}/blobs/uploads/")
-            assert_retryable(response, 429, "TOO_MANY_REQUESTS")
+            assert_retryable(response, 429, "TOOMANYREQUESTS")
         # Released: the database answers again (no such repository yet).
         response = await client.post(f"/v2/{REPO}/blobs/uploads/")
         assert response.json()["errors"][0]["code"] == "NAME_UNKNOWN"
@@ -123,3 +125,53 @@ async def test_a_locked_sqlite_file_is_503(context: RegistryContext, tmp_path: P
             assert_retryable(response, 503, "UNAVAILABLE")
     finally:
         await other.dispose()
+
+
+class DriverError(Exception):
+    """What SQLAlchemy's asyncpg adapter wraps: a message and a SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"server said no ({sqlstate})")
+        self.sqlstate = sqlstate
+
+
+def dbapi_error(sqlstate: str, *, invalidated: bool = False) -> sql_errors.DBAPIError:
+    return sql_errors.DBAPIError(
+        "select 1", {}, DriverError(sqlstate), connection_invalidated=invalidated
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (dbapi_error("57P01"), 503),  # admin shutdown: a restart or failover
+        (dbapi_error("57P03"), 503),  # the database system is starting up
+        (dbapi_error("08006"), 503),  # connection failure
+        (dbapi_error("53300"), 503),  # too many connections
+        (dbapi_error("XX000", invalidated=True), 503),  # the connection died under the query
+        (socket.gaierror(-2, "Name or service not known"), 503),
+        (TimeoutError(), 503),
+        (ConnectionResetError(104, "Connection reset by peer"), 503),
+        (dbapi_error("23505"), 500),  # a unique violation the code did not expect: a bug
+        (PermissionError(13, "Permission denied"), 500),
+    ],
+    ids=lambda value: type(value).__name__ if not isinstance(value, int) else str(value),
+)
+async def test_which_database_failures_are_retryable(
+    context: RegistryContext,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
+    status: int,
+) -> None:
+    async def failing(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(routes, "resolve_repository", failing)
+    async with client_of(context) as client:
+        response = await client.post(f"/v2/{REPO}/blobs/uploads/")
+    assert response.status_code == status, response.text
+    if status == 503:
+        assert_retryable(response, 503, "UNAVAILABLE")
+    else:
+        assert response.json()["errors"][0]["code"] == "UNKNOWN"
+        assert "select 1" not in response.text

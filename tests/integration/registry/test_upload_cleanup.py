@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -20,7 +21,12 @@ from wharf.registry.names import RepositoryName
 from wharf.registry.repositories import create_repository
 from wharf.registry.upload_cleanup import CleanupReport, UploadCleanup
 from wharf.registry.uploads import Uploads
-from wharf.storage import BackendUnavailable, DistributedStorage, load_storage_config
+from wharf.storage import (
+    BackendUnavailable,
+    DistributedStorage,
+    InvalidUpload,
+    load_storage_config,
+)
 from wharf.storage.streams import iterate_bytes
 
 TWO_DAYS = timedelta(days=2)
@@ -124,3 +130,54 @@ async def test_the_folder_is_left_alone_when_told(
     os.utime(stray, (old, old))
     await UploadCleanup(context, older_than=TWO_DAYS, clean_folder=False).run_once()
     assert stray.exists()
+
+
+async def test_an_upload_storage_cannot_cancel_is_dropped(
+    service: tuple[RegistryContext, Uploads, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, uploads, repository_id = service
+    stale = await uploads.start(repository_id)
+    await age(context, stale, TWO_DAYS * 2)
+
+    async def corrupt(*args: object, **kwargs: object) -> None:
+        raise InvalidUpload("unreadable chunk records")
+
+    monkeypatch.setattr(context.storage, "cancel_chunked_upload", corrupt)
+    report = await UploadCleanup(context, older_than=TWO_DAYS, clean_folder=False).run_once()
+    assert (report.uploads_cancelled, report.uploads_failed) == (1, 0)
+    assert await upload_ids(context) == set()
+
+
+async def test_read_only_storage_is_left_alone(
+    service: tuple[RegistryContext, Uploads, int],
+) -> None:
+    context, uploads, repository_id = service
+    stale = await uploads.start(repository_id)
+    await age(context, stale, TWO_DAYS * 2)
+    context.storage.readonly = True
+    assert await UploadCleanup(context, older_than=TWO_DAYS).run_once() == CleanupReport()
+    assert await upload_ids(context) == {stale}
+
+
+async def test_the_sweeper_survives_a_failed_round_and_stops_when_cancelled(
+    service: tuple[RegistryContext, Uploads, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, _, _ = service
+    rounds: list[str] = []
+
+    async def flaky(self: UploadCleanup) -> CleanupReport:
+        rounds.append("round")
+        if len(rounds) == 1:
+            raise RuntimeError("the database went away")
+        return CleanupReport()
+
+    monkeypatch.setattr(UploadCleanup, "run_once", flaky)
+    sweeper = asyncio.create_task(UploadCleanup(context).run_forever(interval_s=0.02))
+    for _ in range(200):
+        if len(rounds) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert len(rounds) >= 3
+    sweeper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sweeper

@@ -87,7 +87,7 @@ def test_error_format() -> None:
         "UNAUTHORIZED",
         "DENIED",
         "UNSUPPORTED",
-        "TOO_MANY_REQUESTS",
+        "TOOMANYREQUESTS",  # the spec spells it so; the issue wrote TOO_MANY_REQUESTS
     }
 
 

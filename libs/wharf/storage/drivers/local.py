@@ -78,7 +78,10 @@ def _write_all(handle: IO[bytes], batch: list[bytes]) -> int:
 
 async def _write_pipelined(handle: IO[bytes], chunks: AsyncIterable[bytes]) -> int:
     """Write `chunks` in order, one batch on the disk while the next one arrives: receiving
-    (and hashing) and writing overlap instead of taking turns. At most two batches are held."""
+    (and hashing) and writing overlap instead of taking turns. At most two batches are held.
+
+    However it ends (the source fails, the task is cancelled), it returns or raises only once
+    no write is running in the pool: the caller truncates and closes the file next."""
     loop = asyncio.get_running_loop()
     pending: asyncio.Future[int] | None = None
     written = 0
@@ -93,18 +96,23 @@ async def _write_pipelined(handle: IO[bytes], chunks: AsyncIterable[bytes]) -> i
             idle = pending is None or pending.done()
             if size >= WRITE_BATCH_MAX or (size >= WRITE_BATCH_MIN and idle):
                 if pending is not None:
-                    written += await pending
+                    # Shielded: a cancellation must not orphan the write in the thread.
+                    written += await asyncio.shield(pending)
                 pending = loop.run_in_executor(None, _write_all, handle, batch)
                 batch, size = [], 0
-        if pending is not None:
-            written += await pending
-            pending = None
         if batch:
-            written += await loop.run_in_executor(None, _write_all, handle, batch)
+            if pending is not None:
+                written += await asyncio.shield(pending)
+            pending = loop.run_in_executor(None, _write_all, handle, batch)
+        if pending is not None:
+            written += await asyncio.shield(pending)
+            pending = None
     finally:
         if pending is not None:
-            # A failed source: the caller truncates or discards the file, after this write.
-            await asyncio.wait([pending])
+            if not pending.done():
+                await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # retrieved: the first error already propagates
     return written
 
 
@@ -148,10 +156,11 @@ class LocalStorage(BaseDriver):
                 from_disk = cached is None
                 if cached is not None:
                     chunk = cached
-                elif ahead is not None:
-                    chunk, ahead = await ahead, None
                 else:
-                    chunk = await loop.run_in_executor(None, os.pread, fd, want, position)
+                    if ahead is None:
+                        ahead = loop.run_in_executor(None, os.pread, fd, want, position)
+                    # Shielded: cancelled here, the read still ends before the file closes.
+                    chunk, ahead = await asyncio.shield(ahead), None
                 if not chunk:
                     break
                 position += len(chunk)
@@ -165,6 +174,8 @@ class LocalStorage(BaseDriver):
         finally:
             if ahead is not None:
                 await asyncio.wait([ahead])
+                if not ahead.cancelled():
+                    ahead.exception()  # retrieved: a read nobody waits for any more
             await _io(handle.close)
 
     async def _do_stream_write(
