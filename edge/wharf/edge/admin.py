@@ -43,13 +43,13 @@ from wharf.edge.plan import (
 from wharf.edge.store import (
     MAX_TABLE_BYTES,
     NoSuchVersion,
-    PolledTableSource,
     StoreUnavailable,
     Switches,
     TableRecord,
     VersionConflict,
 )
 from wharf.edge.table import RouteTable, TableError, parse_table_yaml
+from wharf.edge.table_source import PolledTableSource
 
 log = logging.getLogger("wharf.edge.admin")
 

@@ -8,7 +8,8 @@ Keys, under a prefix (default `wharf:edge`):
 A version is stored by a Lua script, which Redis runs atomically: it writes version N only
 if `latest` is still N - 1, which is the conditional insert the SQL store gets from its
 primary key. Without persistence (`--save ''`) a restarted Redis is empty; replicas keep
-serving what they hold (see `PolledTableSource._seed`), and the next `set` starts over at 1.
+serving what they hold (see `table_source.PolledTableSource._seed`), and the next `set`
+starts over at 1.
 """
 
 from __future__ import annotations

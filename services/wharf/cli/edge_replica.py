@@ -57,8 +57,9 @@ async def run_edge(args: argparse.Namespace) -> int:
     its own port, or under `--admin-prefix` on the proxy's), served by one uvicorn."""
     from wharf.db.engine import DatabaseConfigError
     from wharf.edge.admin import AdminAuth, create_admin_app
-    from wharf.edge.store import PolledTableSource, StoreUnavailable, open_stores
+    from wharf.edge.store import StoreUnavailable, open_stores
     from wharf.edge.table import TableError
+    from wharf.edge.table_source import PolledTableSource
 
     if args.poll_interval <= 0:
         raise EdgeCliError("--poll-interval must be a positive number of seconds", USAGE)

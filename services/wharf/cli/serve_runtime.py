@@ -82,7 +82,8 @@ async def serve_all(
     from wharf.edge.admin import AdminAuth, create_admin_app
     from wharf.edge.app import create_edge_app
     from wharf.edge.metrics import metrics_response
-    from wharf.edge.store import PolledTableSource, open_stores
+    from wharf.edge.store import open_stores
+    from wharf.edge.table_source import PolledTableSource
 
     stores = open_stores(db_url)
     source = PolledTableSource(stores.switches, bootstrap_yaml=table_text)

@@ -27,13 +27,13 @@ from tests.unit.edge.memory_store import TABLE, TABLE_2, TABLE_3
 from wharf.db.engine import Database
 from wharf.edge.store import (
     EdgeStores,
-    PolledTableSource,
     StoreUnavailable,
     TableRecord,
     VersionConflict,
     open_stores,
 )
 from wharf.edge.store_sql import SqlSwitchStore
+from wharf.edge.table_source import PolledTableSource
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from starlette.responses import PlainTextResponse
 
 from tests.unit.edge.memory_store import TABLE, TABLE_2, MemorySwitchStore
 from wharf.edge.admin import AdminAuth, AdminToken, create_admin_app
-from wharf.edge.store import PolledTableSource, Switches
+from wharf.edge.store import Switches
+from wharf.edge.table_source import PolledTableSource
 
 OPS_TOKEN = "ops-token-0123456789"
 CI_TOKEN = "ci-token-abcdefghijkl"

@@ -14,7 +14,6 @@ from wharf.edge.store import (
     MAX_TABLE_BYTES,
     LocalPins,
     NoSuchVersion,
-    PolledTableSource,
     RateLimitedLog,
     StoreUnavailable,
     Switches,
@@ -23,6 +22,7 @@ from wharf.edge.store import (
     now,
 )
 from wharf.edge.table import TableError
+from wharf.edge.table_source import PolledTableSource
 
 
 @pytest.fixture
