@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from wharf.db.models import BlobUpload, localnow
@@ -37,12 +37,33 @@ from wharf.registry.errors import (
 )
 from wharf.registry.names import RepositoryName
 from wharf.registry.ranges import upload_range_header
-from wharf.registry.repositories import repository_query
 from wharf.storage import InvalidUpload, content_path
 from wharf.storage.keys import UPLOADS
 
 UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 """What an upload id can look like (Quay's and Wharf's are UUIDs)."""
+
+UPLOAD_IN_REPOSITORY = text(
+    """
+    SELECT r.id, b.id, b.uuid, b.byte_count, b.chunk_count, b.location_id,
+           b.storage_metadata, b.sha_state
+    FROM repository r JOIN "user" u ON u.id = r.namespace_user_id
+    LEFT JOIN blobupload b ON b.repository_id = r.id AND b.uuid = :uuid
+    WHERE u.username = :namespace AND r.name = :repository AND r.state != 3
+    """
+)
+"""The repository (never one marked for deletion) and its upload, in one statement: text,
+as `blobs.BLOB_IN_REPOSITORY`, because building the ORM form cost more than running it."""
+
+SAVE_CHUNK = text(
+    """
+    UPDATE blobupload
+    SET byte_count = :new_count, chunk_count = chunk_count + 1,
+        storage_metadata = :metadata, sha_state = :sha_state
+    WHERE id = :id AND byte_count = :old_count
+    """
+)
+"""After a chunk: the row moves on only from the byte count the chunk started at."""
 
 
 @dataclass(frozen=True)
@@ -83,44 +104,55 @@ class Uploads:
         _check_upload_id(upload_id)
 
         def query(session: Session) -> UploadState:
-            return self._state_of(session, repository_id, upload_id)
+            row = session.execute(
+                select(
+                    BlobUpload.repository_id,
+                    BlobUpload.id,
+                    BlobUpload.uuid,
+                    BlobUpload.byte_count,
+                    BlobUpload.chunk_count,
+                    BlobUpload.location_id,
+                    BlobUpload.storage_metadata,
+                    BlobUpload.sha_state,
+                ).where(BlobUpload.repository_id == repository_id, BlobUpload.uuid == upload_id)
+            ).first()
+            return self._state_of(row, upload_id)
 
         return await self.ctx.db.read(query, fresh=True)
 
     async def locate(self, name: RepositoryName, upload_id: str) -> tuple[int, UploadState]:
         """The repository's id and the upload's state, in one read (a chunk's first step)."""
         _check_upload_id(upload_id)
+        params = {"namespace": name.namespace, "repository": name.repository, "uuid": upload_id}
 
         def query(session: Session) -> tuple[int, UploadState]:
-            repository = session.execute(repository_query(name)).scalars().first()
-            if repository is None:
+            row = session.execute(UPLOAD_IN_REPOSITORY, params).first()
+            if row is None:
                 raise RegistryError(NAME_UNKNOWN, {"name": str(name)})
-            return repository.id, self._state_of(session, repository.id, upload_id)
+            return row[0], self._state_of(row, upload_id)
 
         return await self.ctx.db.read(query, fresh=True)
 
-    def _state_of(self, session: Session, repository_id: int, upload_id: str) -> UploadState:
-        row = session.execute(
-            select(BlobUpload).where(
-                BlobUpload.repository_id == repository_id, BlobUpload.uuid == upload_id
-            )
-        ).scalar_one_or_none()
-        if row is None:
+    def _state_of(self, row: Any, upload_id: str) -> UploadState:
+        """From (repository id, id, uuid, byte_count, chunk_count, location_id,
+        storage_metadata, sha_state), the upload's columns None when there is no upload."""
+        if row is None or row[1] is None:
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id})
+        _, row_id, uuid, byte_count, chunk_count, location_id, raw_metadata, sha_state = row
         try:
-            metadata = json.loads(row.storage_metadata or "{}")
+            metadata = json.loads(raw_metadata or "{}")
         except ValueError:
             metadata = None
         if not isinstance(metadata, dict):
             raise RegistryError(BLOB_UPLOAD_INVALID, {"reason": "corrupt upload metadata"})
         return UploadState(
-            row.id,
-            row.uuid,
-            row.byte_count,
-            row.chunk_count,
-            self._location_names[row.location_id],
+            row_id,
+            uuid,
+            byte_count,
+            chunk_count,
+            self._location_names[location_id],
             metadata,
-            row.sha_state,
+            sha_state,
         )
 
     async def append(
@@ -172,14 +204,14 @@ class Uploads:
         new_state = _export(hasher)
         async with self.ctx.db.writer() as session:
             updated = await session.execute(
-                update(BlobUpload)
-                .where(BlobUpload.id == state.id, BlobUpload.byte_count == state.byte_count)
-                .values(
-                    byte_count=new_count,
-                    chunk_count=state.chunk_count + 1,
-                    storage_metadata=json.dumps(result.metadata),
-                    sha_state=new_state,
-                )
+                SAVE_CHUNK,
+                {
+                    "id": state.id,
+                    "old_count": state.byte_count,
+                    "new_count": new_count,
+                    "metadata": json.dumps(result.metadata),
+                    "sha_state": new_state,
+                },
             )
             if updated.rowcount != 1:  # type: ignore[attr-defined]
                 raise RegistryError(
