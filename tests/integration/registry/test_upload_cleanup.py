@@ -11,10 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from wharf.db.engine import Database
 from wharf.db.models import BlobUpload, localnow
+from wharf.registry import upload_cleanup
 from wharf.registry.app import prepare_context
 from wharf.registry.context import RegistryContext
 from wharf.registry.names import RepositoryName
@@ -181,3 +182,40 @@ async def test_the_sweeper_survives_a_failed_round_and_stops_when_cancelled(
     sweeper.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sweeper
+
+
+async def test_a_backlog_is_worked_off_in_batches(
+    service: tuple[RegistryContext, Uploads, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, uploads, repository_id = service
+    monkeypatch.setattr(upload_cleanup, "BATCH", 2)
+    stale = [await uploads.start(repository_id) for _ in range(5)]
+    for upload_id in stale:
+        await age(context, upload_id, TWO_DAYS * 2)
+    report = await UploadCleanup(context, older_than=TWO_DAYS, clean_folder=False).run_once()
+    assert report.uploads_cancelled == 5
+    assert await upload_ids(context) == set()
+
+
+async def test_an_upload_in_a_location_this_config_lacks_is_left_alone(
+    service: tuple[RegistryContext, Uploads, int],
+) -> None:
+    context, uploads, repository_id = service
+    foreign = await uploads.start(repository_id)
+    await age(context, foreign, TWO_DAYS * 2)
+    async with context.db.writer() as session:
+        await session.execute(
+            text("INSERT INTO imagestoragelocation (name) VALUES ('quay_only_location')")
+        )
+        await session.execute(
+            update(BlobUpload)
+            .where(BlobUpload.uuid == foreign)
+            .values(
+                location_id=text(
+                    "(SELECT id FROM imagestoragelocation WHERE name = 'quay_only_location')"
+                )
+            )
+        )
+    report = await UploadCleanup(context, older_than=TWO_DAYS, clean_folder=False).run_once()
+    assert (report.uploads_cancelled, report.uploads_failed) == (0, 1)
+    assert await upload_ids(context) == {foreign}
