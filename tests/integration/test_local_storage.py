@@ -62,9 +62,9 @@ async def test_interrupted_write_never_shows_under_the_final_key(tmp_path: Path)
 
     task = asyncio.create_task(driver.stream_write("blob", slow()))
     await asyncio.sleep(0.2)
-    # Mid-write: the bytes exist only in a hidden partial file beside the target.
+    # Mid-write: the bytes exist only in a hidden partial file under uploads/.
     assert not (tmp_path / "blob").exists()
-    assert [name for name in files_under(tmp_path) if name.endswith(".partial")]
+    assert [name for name in files_under(tmp_path) if name.startswith("uploads/.blob.")]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

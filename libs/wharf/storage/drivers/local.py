@@ -1,6 +1,6 @@
 """`LocalStorage`: a directory tree on local disk, Quay's layout.
 
-Writes land in a temporary file beside the target and are renamed into place only once
+Writes land in a temporary file under `uploads/` and are renamed into place only once
 complete and flushed, so a crash never leaves a half-written object under its final key. All
 file I/O runs in the default thread pool, never on the event loop.
 """
@@ -255,8 +255,13 @@ class LocalStorage(BaseDriver):
     # -- blocking helpers: only ever called through `_io` ----------------------------------
 
     def _open_partial(self, target: Path) -> IO[bytes]:
+        # Staged under uploads/ (the same file system as the target, so the rename is
+        # atomic): what a crash leaves behind is then found by the upload folder's sweep
+        # without walking every blob directory.
         self._make_parent(target)
-        name = target.parent / f".{target.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        staging = self.root / UPLOADS
+        staging.mkdir(parents=True, exist_ok=True)
+        name = staging / f".{target.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
         return open(name, "xb", buffering=0)
 
     def _make_parent(self, target: Path) -> None:
@@ -352,7 +357,6 @@ class LocalStorage(BaseDriver):
         removed = 0
         uploads = self.root / UPLOADS
         candidates = list(uploads.iterdir()) if uploads.is_dir() else []
-        candidates += [p for p in self.root.rglob(f".*{PARTIAL_SUFFIX}") if p.is_file()]
         for candidate in candidates:
             try:
                 if candidate.is_file() and candidate.stat().st_mtime <= cutoff:
