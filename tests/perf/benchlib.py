@@ -377,12 +377,8 @@ class Report:
 
     def write(self) -> str:
         """Write storage.json and the storage section of summary.md; return the table."""
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         data = self.as_dict()
-        (RESULTS_DIR / "storage.json").write_text(json.dumps(data, indent=2) + "\n")
-        table = render_markdown(data)
-        update_summary(RESULTS_DIR / "summary.md", table)
-        return table
+        return publish("storage", data, render_markdown(data))
 
 
 def _yes(flag: bool) -> str:
@@ -439,6 +435,16 @@ def render_markdown(data: dict[str, Any]) -> str:
     for note in data["notes"]:
         lines.append(f"\nNote: {note}")
     return "\n".join(lines) + "\n"
+
+
+def publish(
+    name: str, data: dict[str, Any], table: str, begin: str = SUMMARY_BEGIN, end: str = SUMMARY_END
+) -> str:
+    """Write `<name>.json` and this benchmark's section of summary.md; return the section."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    update_summary(RESULTS_DIR / "summary.md", table, begin, end)
+    return table
 
 
 def update_summary(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,11 +64,7 @@ def write(data: dict[str, Any]) -> str:
         },
         **data,
     }
-    bl.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (bl.RESULTS_DIR / "edge.json").write_text(json.dumps(data, indent=2) + "\n")
-    table = render_markdown(data)
-    bl.update_summary(bl.RESULTS_DIR / "summary.md", table, SECTION_BEGIN, SECTION_END)
-    return table
+    return bl.publish("edge", data, render_markdown(data), SECTION_BEGIN, SECTION_END)
 
 
 def _yes(flag: bool) -> str:

@@ -17,7 +17,6 @@ bench-results/digest.json and the Digest section of bench-results/summary.md.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -215,11 +214,7 @@ def write_report(data: dict[str, Any]) -> str:
     throughput = data.get("throughput", {})
     if "ResumableSHA256" in throughput:
         data["meets_target"] = throughput["ResumableSHA256"]["best_mb_s"] >= TARGET_MB_S
-    bl.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (bl.RESULTS_DIR / "digest.json").write_text(json.dumps(data, indent=2) + "\n")
-    table = render_markdown(data)
-    replace_section(table)
-    return table
+    return bl.publish("digest", data, render_markdown(data), SECTION_BEGIN, SECTION_END)
 
 
 def render_markdown(data: dict[str, Any]) -> str:
@@ -274,8 +269,3 @@ def render_markdown(data: dict[str, Any]) -> str:
                 f"| {thread['loop_cpu_us_per_chunk']} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def replace_section(table: str) -> None:
-    """Replace the Digest section of summary.md, or append it; other sections stay."""
-    bl.update_summary(bl.RESULTS_DIR / "summary.md", table, SECTION_BEGIN, SECTION_END)

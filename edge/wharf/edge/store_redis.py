@@ -24,12 +24,12 @@ from wharf.edge.state import PUSH_STICKINESS_S
 from wharf.edge.store import (
     EdgeStores,
     LocalPins,
-    RateLimitedLog,
     StoreUnavailable,
     Switches,
     TableRecord,
     log,
 )
+from wharf.logs import RateLimitedLog
 
 _INSERT = """
 local latest = tonumber(redis.call('GET', KEYS[1]) or '0')

@@ -42,11 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wharf.db.engine import Database
 from wharf.edge.store import (
     LocalPins,
-    RateLimitedLog,
     StoreUnavailable,
     TableRecord,
     now,
 )
+from wharf.logs import RateLimitedLog
 
 log = logging.getLogger("wharf.edge.store")
 T = TypeVar("T")

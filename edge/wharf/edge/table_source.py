@@ -16,7 +16,6 @@ from typing import Any
 from wharf.edge.state import VersionedTable
 from wharf.edge.store import (
     BOOTSTRAP_AUTHOR,
-    RateLimitedLog,
     StoreUnavailable,
     Switches,
     TableRecord,
@@ -25,6 +24,7 @@ from wharf.edge.store import (
     validate_text,
 )
 from wharf.edge.table import TableError, parse_table_yaml
+from wharf.logs import RateLimitedLog
 
 log = logging.getLogger("wharf.edge.store")
 

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from wharf.db.engine import Database
 from wharf.db.migrate import upgrade_database
 from wharf.db.seed import ensure_storage_locations
+from wharf.logs import RateLimitedLog
 from wharf.registry import db_errors
 from wharf.registry.access import authenticate
 from wharf.registry.auth import SigningKey
@@ -112,12 +113,13 @@ def create_app(context: RegistryContext) -> FastAPI:
             return RegistryError(UNAVAILABLE, headers={"Retry-After": "5"}).response(head=head)
         return RegistryError(STORAGE_FAILED).response(head=head)
 
-    busy_pool_log = db_errors.QuietLog(log)
+    # Busy-pool warnings come in floods: one line per 10 s says it.
+    busy_pool_log = RateLimitedLog(log, every=10.0)
 
     @app.exception_handler(sql_errors.TimeoutError)
     async def pool_exhausted(request: Request, exc: sql_errors.TimeoutError) -> Response:
         # Every pooled connection stayed busy for the pool timeout: the registry is saturated.
-        busy_pool_log.warning("database pool exhausted on %s", request.method)
+        busy_pool_log.warning("pool", "database pool exhausted")
         error = RegistryError(
             TOO_MANY_REQUESTS,
             {"reason": "every database connection is busy"},

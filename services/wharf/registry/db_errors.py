@@ -10,19 +10,15 @@
 
 Logs carry the exception's class and the driver's own message (PostgreSQL's and SQLite's
 never hold the connection password), never SQLAlchemy's rendering with SQL and parameters.
-Busy-pool warnings are limited to one per `QUIET_S`, since they come in floods.
 """
 
 from __future__ import annotations
 
-import logging
 import socket
-import time
 
 from sqlalchemy import exc as sql_errors
 
 UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P", "53300")
-QUIET_S = 10.0
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -42,22 +38,3 @@ def describe(exc: BaseException) -> str:
     original = exc.orig if isinstance(exc, sql_errors.DBAPIError) else exc
     message = " ".join(str(original).split())[:300]
     return f"{type(original).__name__}: {message}" if message else type(original).__name__
-
-
-class QuietLog:
-    """At most one warning per `every` seconds; how many were held back is said next time."""
-
-    def __init__(self, logger: logging.Logger, every: float = QUIET_S) -> None:
-        self.logger, self.every = logger, every
-        self._last = float("-inf")
-        self._held = 0
-
-    def warning(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last < self.every:
-            self._held += 1
-            return
-        if self._held:
-            message += f" ({self._held} more since the last report)"
-        self.logger.warning(message, *args)
-        self._last, self._held = now, 0

@@ -19,8 +19,6 @@ Several replicas (or a Quay beside Wharf) may run this at once: every step is id
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from sqlalchemy import delete, select
 
 from wharf.db.models import BlobUpload, localnow
 from wharf.registry.context import RegistryContext
+from wharf.registry.uploads import parse_storage_metadata
 from wharf.storage import InvalidUpload, ObjectNotFound, StorageError
 
 log = logging.getLogger("wharf.registry.cleanup")
@@ -112,7 +111,7 @@ class UploadCleanup:
                 if location is None:
                     report.uploads_failed += 1  # a location this config lacks: not ours to drop
                     continue
-                if await self._cancel(location, upload_id, _metadata(metadata)):
+                if await self._cancel(location, upload_id, parse_storage_metadata(metadata) or {}):
                     async with self.ctx.db.writer() as session:
                         await session.execute(delete(BlobUpload).where(BlobUpload.id == row_id))
                     report.uploads_cancelled += 1
@@ -161,11 +160,3 @@ class UploadCleanup:
                 report.multipart_uploads_aborted += await abort(MULTIPART_MAX_AGE)
             except StorageError as exc:
                 log.warning("could not abort old multipart uploads in %s: %s", location, exc)
-
-
-def _metadata(text: str | None) -> dict[str, Any]:
-    with contextlib.suppress(ValueError):
-        value = json.loads(text or "{}")
-        if isinstance(value, dict):
-            return value
-    return {}

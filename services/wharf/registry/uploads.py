@@ -139,11 +139,8 @@ class Uploads:
         if row is None or row[1] is None:
             raise RegistryError(BLOB_UPLOAD_UNKNOWN, {"uuid": upload_id})
         _, row_id, uuid, byte_count, chunk_count, location_id, raw_metadata, sha_state = row
-        try:
-            metadata = json.loads(raw_metadata or "{}")
-        except ValueError:
-            metadata = None
-        if not isinstance(metadata, dict):
+        metadata = parse_storage_metadata(raw_metadata)
+        if metadata is None:
             raise RegistryError(BLOB_UPLOAD_INVALID, {"reason": "corrupt upload metadata"})
         return UploadState(
             row_id,
@@ -293,6 +290,15 @@ class Uploads:
     async def _delete_row(self, state: UploadState) -> None:
         async with self.ctx.db.writer() as session:
             await session.execute(delete(BlobUpload).where(BlobUpload.id == state.id))
+
+
+def parse_storage_metadata(text: str | None) -> dict[str, Any] | None:
+    """`blobupload.storage_metadata` as a dict (`{}` when empty); None when it is corrupt."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _check_upload_id(upload_id: str) -> None:

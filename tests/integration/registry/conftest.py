@@ -16,7 +16,7 @@ from wharf.db.engine import Database
 from wharf.db.models import User
 from wharf.registry.app import create_app, prepare_context
 from wharf.registry.auth import AccessPolicy, SigningKey, hash_password
-from wharf.registry.context import RegistryAuth
+from wharf.registry.context import RegistryAuth, RegistryContext
 from wharf.storage import DistributedStorage, load_storage_config
 
 SERVICE = "registry"
@@ -204,3 +204,25 @@ async def registry(
 @pytest.fixture
 async def client(registry: RegistryUnderTest) -> httpx.AsyncClient:
     return await registry.client()
+
+
+def local_storage(root: Path, location: str = "local") -> DistributedStorage:
+    """One LocalStorage location under `root`."""
+    return DistributedStorage.from_config(
+        load_storage_config(
+            {
+                "DISTRIBUTED_STORAGE_CONFIG": {
+                    location: ["LocalStorage", {"storage_path": str(root)}]
+                }
+            }
+        )
+    )
+
+
+async def local_context(
+    storage_root: Path, db_file: Path, *, auth: RegistryAuth | None = None
+) -> RegistryContext:
+    """A registry context on local disk and a SQLite file, schema created; the caller
+    disposes of `context.db`."""
+    db = Database(f"sqlite+aiosqlite:///{db_file}")
+    return await prepare_context(local_storage(storage_root), db, public_on_create=True, auth=auth)

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import exc as sql_errors
 from sqlalchemy import text
 
+from tests.integration.registry.conftest import local_context
 from wharf.db.engine import Database, PoolSettings
 from wharf.registry import routes
-from wharf.registry.app import create_app, prepare_context
+from wharf.registry.app import create_app
 from wharf.registry.auth import SigningKey
 from wharf.registry.auth.scopes import Grant
 from wharf.registry.context import RegistryAuth, RegistryContext
-from wharf.storage import DistributedStorage, load_storage_config
 
 SERVICE = "wharf-test"
 REPO = "ns/app"
@@ -34,18 +34,8 @@ def closed_port() -> int:
 
 @pytest.fixture
 async def context(tmp_path: Path) -> AsyncIterator[RegistryContext]:
-    storage = DistributedStorage.from_config(
-        load_storage_config(
-            {
-                "DISTRIBUTED_STORAGE_CONFIG": {
-                    "local": ["LocalStorage", {"storage_path": str(tmp_path)}]
-                }
-            }
-        )
-    )
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'wharf.db'}")
     auth = RegistryAuth.create(SigningKey.generate(), service=SERVICE)
-    made = await prepare_context(storage, db, public_on_create=True, auth=auth)
+    made = await local_context(tmp_path, tmp_path / "wharf.db", auth=auth)
     yield made
     await made.db.dispose()
 

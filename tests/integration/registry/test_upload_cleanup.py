@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 
-from wharf.db.engine import Database
+from tests.integration.registry.conftest import local_context
 from wharf.db.models import BlobUpload, localnow
 from wharf.registry import upload_cleanup
-from wharf.registry.app import prepare_context
 from wharf.registry.context import RegistryContext
 from wharf.registry.names import RepositoryName
 from wharf.registry.repositories import create_repository
@@ -24,9 +23,7 @@ from wharf.registry.upload_cleanup import CleanupReport, UploadCleanup
 from wharf.registry.uploads import Uploads
 from wharf.storage import (
     BackendUnavailable,
-    DistributedStorage,
     InvalidUpload,
-    load_storage_config,
 )
 from wharf.storage.streams import iterate_bytes
 
@@ -35,17 +32,8 @@ TWO_DAYS = timedelta(days=2)
 
 @pytest.fixture
 async def service(tmp_path: Path) -> AsyncIterator[tuple[RegistryContext, Uploads, int]]:
-    storage = DistributedStorage.from_config(
-        load_storage_config(
-            {
-                "DISTRIBUTED_STORAGE_CONFIG": {
-                    "local": ["LocalStorage", {"storage_path": str(tmp_path / "storage")}]
-                }
-            }
-        )
-    )
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'wharf.db'}")
-    context = await prepare_context(storage, db, public_on_create=True)
+    context = await local_context(tmp_path / "storage", tmp_path / "wharf.db")
+    db = context.db
     async with db.writer() as session:
         repository = await create_repository(session, RepositoryName("ns", "repo"), public=True)
     yield context, Uploads(context), repository.id

@@ -8,29 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from wharf.db.engine import Database
-from wharf.registry.app import prepare_context
+from tests.integration.registry.conftest import local_context
 from wharf.registry.errors import RegistryError
 from wharf.registry.names import RepositoryName
 from wharf.registry.repositories import create_repository
 from wharf.registry.uploads import Uploads
-from wharf.storage import DistributedStorage, load_storage_config
 from wharf.storage.streams import iterate_bytes
 
 
 @pytest.fixture
 async def uploads(tmp_path: Path) -> AsyncIterator[tuple[Uploads, int]]:
-    storage = DistributedStorage.from_config(
-        load_storage_config(
-            {
-                "DISTRIBUTED_STORAGE_CONFIG": {
-                    "local": ["LocalStorage", {"storage_path": str(tmp_path)}]
-                }
-            }
-        )
-    )
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'wharf.db'}")
-    context = await prepare_context(storage, db, public_on_create=True)
+    context = await local_context(tmp_path, tmp_path / "wharf.db")
+    db = context.db
     async with db.writer() as session:
         repository = await create_repository(session, RepositoryName("ns", "repo"), public=True)
     yield Uploads(context), repository.id

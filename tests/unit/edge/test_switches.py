@@ -14,7 +14,6 @@ from wharf.edge.store import (
     MAX_TABLE_BYTES,
     LocalPins,
     NoSuchVersion,
-    RateLimitedLog,
     StoreUnavailable,
     Switches,
     TableRecord,
@@ -23,6 +22,7 @@ from wharf.edge.store import (
 )
 from wharf.edge.table import TableError
 from wharf.edge.table_source import PolledTableSource
+from wharf.logs import RateLimitedLog
 
 
 @pytest.fixture
