@@ -194,3 +194,43 @@ async def test_cancelled_mid_write_waits_for_the_thread_then_truncates(
     assert (tmp_path / "uploads" / upload_id).read_bytes() == b"abc"
     result = await driver.upload_chunk(upload_id, 3, iterate_bytes(b"def"), metadata)
     assert result.bytes_written == 3
+
+
+async def test_every_written_byte_is_queued_for_writeback_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's range goes to the disk as soon as it is written, so the fsync before the
+    rename (whole objects) or at completion (chunked uploads) has little left to do."""
+    ranges: list[tuple[int, int]] = []
+    monkeypatch.setattr(local_driver, "start_writeback", lambda _fd, *span: ranges.append(span))
+    driver = local(tmp_path)
+    await driver.stream_write("whole", chunks_of(256 * 1024, 24))
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    await driver.upload_chunk(upload_id, 0, chunks_of(256 * 1024, 8), metadata)
+    await driver.upload_chunk(upload_id, 2 * MiB, chunks_of(256 * 1024, 8), metadata)
+
+    def contiguous(spans: list[tuple[int, int]], total: int) -> bool:
+        ends = [0]
+        for offset, length in spans:
+            if offset != ends[-1] or length <= 0:
+                return False
+            ends.append(offset + length)
+        return ends[-1] == total
+
+    assert sum(length for _, length in ranges) == 6 * MiB + 4 * MiB
+    # The whole-object write's spans come first and cover it exactly, then the upload's.
+    split = next(i for i in range(len(ranges) + 1) if sum(n for _, n in ranges[:i]) == 6 * MiB)
+    assert contiguous(ranges[:split], 6 * MiB)
+    assert contiguous(ranges[split:], 4 * MiB)
+
+
+def test_writeback_is_available_and_harmless_on_linux(tmp_path: Path) -> None:
+    from wharf.storage.drivers import writeback
+
+    assert writeback.available()  # Linux's C library has sync_file_range
+    target = tmp_path / "file"
+    with open(target, "wb") as handle:
+        handle.write(b"x" * MiB)
+        writeback.start_writeback(handle.fileno(), 0, MiB)
+        writeback.start_writeback(handle.fileno(), 0, 0)  # nothing to do
+    assert target.read_bytes() == b"x" * MiB

@@ -20,7 +20,7 @@ LABELS = {
     "edge": "edge: `wharf edge serve` in front of it",
     "edge-uvloop": "edge under uvloop (diagnostic)",
     "nginx": "nginx in front of it",
-    "relay": "bare TCP relay in front of it (no HTTP: the ceiling)",
+    "relay": "bare splice relay in front of it (zero-copy, no HTTP: the ceiling)",
     "all": "`wharf serve --service all` (edge in process)",
 }
 

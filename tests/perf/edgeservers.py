@@ -6,8 +6,9 @@
 * nginx: Debian's nginx as a streaming reverse proxy with its own prefix, pid and port (never
   the system service), configured like the edge: HTTP/1.1 keep-alive to the upstream, no
   buffering either way, no body size limit, `Host` passed through.
-* relay: relay.py, a bare TCP copy relay with no HTTP at all: the ceiling for any proxy in a
-  process of its own on this machine, so the edge's and nginx's ratios can be read against it.
+* relay: relay.py, a bare zero-copy (splice) TCP relay with no HTTP at all: the ceiling for
+  any proxy in a process of its own on this machine, so the edge's and nginx's ratios can be
+  read against it.
 
 Each is returned as a `registryservers.Server` that carries the registry's token headers and
 blob layout, so the registry client drives a proxy exactly as it drives the registry.
@@ -240,7 +241,7 @@ def relay(workdir: Path, upstream: rs.Server) -> Iterator[rs.Server]:
             "relay",
             f"http://127.0.0.1:{port}",
             process,
-            "relay.py (bare TCP copy, no HTTP)",
+            "relay.py (bare splice relay, no HTTP)",
             upstream.blob_file,
             dict(upstream.headers),
         )

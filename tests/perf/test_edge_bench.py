@@ -6,8 +6,8 @@ Five targets in front of one kind of upstream, all on loopback ports started her
 * direct: Wharf's registry alone (`wharf serve --service registry --mode mirror`);
 * edge: `wharf edge serve` (its own process) in front of that registry;
 * nginx: Debian's nginx in front of that registry (when /usr/sbin/nginx exists);
-* relay: a bare TCP copy relay in front of it (relay.py): no HTTP, the ceiling for any proxy
-  in its own process here, a reference for the two above;
+* relay: a bare zero-copy (splice) relay in front of it (relay.py): no HTTP, the ceiling for
+  any proxy in its own process here, a reference for the two above;
 * all: `wharf serve --service all`, the edge in process in front of its own registry on one
   port (what `make run` runs); its own data dir, so the blobs it serves are its own.
 
