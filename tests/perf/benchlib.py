@@ -24,6 +24,8 @@ import psutil
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from wharf.storage.drivers.writeback import start_writeback
+
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
@@ -133,17 +135,22 @@ def throughput_case(
 # -- local-disk baselines (plain synchronous file I/O) ---------------------------------------
 
 
-def raw_file_write(path: Path, block: bytes, count: int) -> tuple[float, float]:
+def raw_file_write(
+    path: Path, block: bytes, count: int, *, writeback: bool = False
+) -> tuple[float, float]:
     """Write `count` blocks with open/write; returns (seconds writing, seconds in fsync).
 
     The fsync is timed apart because the library fsyncs before its rename: the fair baseline
-    includes it, the no-fsync figure is kept for reference.
+    includes it, the no-fsync figure is kept for reference. `writeback`: start the writeback
+    of each block as it is written (sync_file_range), the technique the library uses.
     """
     started = time.perf_counter()
     with open(path, "wb") as handle:
-        for _ in range(count):
+        for index in range(count):
             handle.write(block)
-        handle.flush()
+            if writeback:
+                handle.flush()
+                start_writeback(handle.fileno(), index * len(block), len(block))
         written = time.perf_counter()
         os.fsync(handle.fileno())
     return written - started, time.perf_counter() - written

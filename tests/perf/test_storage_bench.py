@@ -139,6 +139,7 @@ async def test_local_throughput(report: bl.Report, block: bytes, scratch: Path) 
     lib_file = scratch / "driver" / "bench" / "lib"
     raw_file, cp_file = scratch / "raw", scratch / "raw.copy"
     runs = {name: bl.Runs(OBJECT_SIZE) for name in ("lib_w", "raw_w", "raw_w_nosync", "cp")}
+    runs |= {"raw_w_writeback": bl.Runs(OBJECT_SIZE)}
     runs |= {"cp_nosync": bl.Runs(OBJECT_SIZE)}
     runs |= {name: bl.Runs(OBJECT_SIZE) for name in ("lib_r", "raw_r", "raw_r_bytes")}
 
@@ -155,6 +156,11 @@ async def test_local_throughput(report: bl.Report, block: bytes, scratch: Path) 
         writing, syncing = bl.raw_file_write(raw_file, block, BLOCKS)
         runs["raw_w"].seconds.append(writing + syncing)
         runs["raw_w_nosync"].seconds.append(writing)
+        assert raw_file.stat().st_size == OBJECT_SIZE
+        bl.remove_quietly(raw_file)
+        bl.settle_disk()
+        writing, syncing = bl.raw_file_write(raw_file, block, BLOCKS, writeback=True)
+        runs["raw_w_writeback"].seconds.append(writing + syncing)
         assert raw_file.stat().st_size == OBJECT_SIZE
 
     async def cp() -> None:
@@ -214,6 +220,7 @@ async def test_local_throughput(report: bl.Report, block: bytes, scratch: Path) 
         {
             "raw_write_fsync": runs["raw_w"],
             "raw_write": runs["raw_w_nosync"],
+            "raw_write_writeback": runs["raw_w_writeback"],
             "cp_fsync": runs["cp"],
             "cp": runs["cp_nosync"],
         },
@@ -221,6 +228,7 @@ async def test_local_throughput(report: bl.Report, block: bytes, scratch: Path) 
         notes={
             "raw_write_fsync": "open/write 1 MiB + fsync",
             "raw_write": "open/write 1 MiB, no fsync",
+            "raw_write_writeback": "open/write 1 MiB, writeback started per block, + fsync",
             "cp_fsync": "cp of the file + fsync",
             "cp": "cp of the file, no fsync",
         },

@@ -125,13 +125,10 @@ class Uploads:
         _check_upload_id(upload_id)
         params = {"namespace": name.namespace, "repository": name.repository, "uuid": upload_id}
 
-        def query(session: Session) -> tuple[int, UploadState]:
-            row = session.execute(UPLOAD_IN_REPOSITORY, params).first()
-            if row is None:
-                raise RegistryError(NAME_UNKNOWN, {"name": str(name)})
-            return row[0], self._state_of(row, upload_id)
-
-        return await self.ctx.db.read(query, fresh=True)
+        row = await self.ctx.db.fetch_one(UPLOAD_IN_REPOSITORY, params, fresh=True)
+        if row is None:
+            raise RegistryError(NAME_UNKNOWN, {"name": str(name)})
+        return row[0], self._state_of(row, upload_id)
 
     def _state_of(self, row: Any, upload_id: str) -> UploadState:
         """From (repository id, id, uuid, byte_count, chunk_count, location_id,
@@ -198,22 +195,17 @@ class Uploads:
         new_count = state.byte_count + result.bytes_written
         if new_count > self.ctx.max_blob_size:
             raise RegistryError(SIZE_INVALID, {"reason": "blob exceeds the maximum size"})
-        new_state = _export(hasher)
-        async with self.ctx.db.writer() as session:
-            updated = await session.execute(
-                SAVE_CHUNK,
-                {
-                    "id": state.id,
-                    "old_count": state.byte_count,
-                    "new_count": new_count,
-                    "metadata": json.dumps(result.metadata),
-                    "sha_state": new_state,
-                },
+        params = {
+            "id": state.id,
+            "old_count": state.byte_count,
+            "new_count": new_count,
+            "metadata": json.dumps(result.metadata),
+            "sha_state": _export(hasher),
+        }
+        if await self.ctx.db.execute(SAVE_CHUNK, params) != 1:
+            raise RegistryError(
+                BLOB_UPLOAD_INVALID, {"reason": "another chunk of this upload won the race"}
             )
-            if updated.rowcount != 1:  # type: ignore[attr-defined]
-                raise RegistryError(
-                    BLOB_UPLOAD_INVALID, {"reason": "another chunk of this upload won the race"}
-                )
         return new_count
 
     async def finish(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from wharf.db import Database, DatabaseConfigError, PoolSettings, async_url
 from wharf.db.migrate import upgrade_database
@@ -76,6 +79,119 @@ async def test_writer_commits_or_rolls_back_and_readers_see_commits(sqlite_url: 
         with pytest.raises(sqlalchemy.exc.OperationalError, match=r"readonly|read-only"):
             async with db.reader() as session:
                 await session.execute(text("DELETE FROM imagestoragelocation"))
+
+
+def _names(session: Session) -> set[str]:
+    return set(session.execute(select(ImageStorageLocation.name)).scalars())
+
+
+async def _write_commits_or_rolls_back(db: Database) -> None:
+    def add(session: Session) -> str:
+        session.add(ImageStorageLocation(name="written"))
+        session.flush()
+        return threading.current_thread().name
+
+    def add_then_fail(session: Session) -> None:
+        session.add(ImageStorageLocation(name="rolled-back"))
+        session.flush()
+        raise RuntimeError("abort")
+
+    thread = await db.write(add)
+    with pytest.raises(RuntimeError, match="abort"):
+        await db.write(add_then_fail)
+    names = await db.read(_names, fresh=True)
+    assert "written" in names
+    assert "rolled-back" not in names
+    if db.dialect == "sqlite":
+        assert thread.startswith("wharf-sqlite-write")  # one hop for the whole transaction
+    else:
+        assert thread == threading.main_thread().name  # run_sync on the event loop's thread
+
+
+async def test_write_commits_or_rolls_back_in_one_hop_on_sqlite(sqlite_url: str) -> None:
+    await upgrade_database(sqlite_url)
+    async with Database(sqlite_url) as db:
+        await _write_commits_or_rolls_back(db)
+
+        def pragmas(session: Session) -> tuple[object, ...]:
+            return tuple(
+                session.execute(text(f"PRAGMA {name}")).scalar()
+                for name in ("synchronous", "foreign_keys", "query_only")
+            )
+
+        assert await db.write(pragmas) == (1, 1, 0)  # NORMAL, like the async writer
+
+
+async def test_write_and_async_writers_queue_on_one_sqlite_file(sqlite_url: str) -> None:
+    """The writer thread and the async writer pool take turns through BEGIN IMMEDIATE."""
+    await upgrade_database(sqlite_url)
+    async with Database(sqlite_url) as db:
+
+        def add(index: int) -> Callable[[Session], None]:
+            def statements(session: Session) -> None:
+                session.add(ImageStorageLocation(name=f"thread-{index}"))
+
+            return statements
+
+        async def add_async(index: int) -> None:
+            async with db.writer() as session:
+                session.add(ImageStorageLocation(name=f"async-{index}"))
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(
+            *(db.write(add(i)) for i in range(10)), *(add_async(i) for i in range(10))
+        )
+        names = await db.read(_names)
+        assert {f"thread-{i}" for i in range(10)} | {f"async-{i}" for i in range(10)} <= names
+
+
+@pytest.mark.server("postgres")
+async def test_write_commits_or_rolls_back_on_postgresql(pg_url: str) -> None:
+    await upgrade_database(pg_url)
+    async with Database(pg_url) as db:
+        await _write_commits_or_rolls_back(db)
+        await _one_statement_reads_and_writes(db)
+
+
+RENAME = text("UPDATE imagestoragelocation SET name = :new WHERE name = :old")
+BY_NAME = text("SELECT id, name FROM imagestoragelocation WHERE name = :name")
+
+
+async def _one_statement_reads_and_writes(db: Database) -> None:
+    await db.write(
+        lambda session: session.add_all(ImageStorageLocation(name=n) for n in ("before", "taken"))
+    )
+    assert await db.execute(RENAME, {"new": "after", "old": "before"}) == 1
+    assert await db.execute(RENAME, {"new": "again", "old": "before"}) == 0
+    row = await db.fetch_one(BY_NAME, {"name": "after"}, fresh=True)
+    assert row is not None
+    assert row[1] == "after"
+    assert await db.fetch_one(BY_NAME, {"name": "before"}, fresh=True) is None
+    # Errors come wrapped as SQLAlchemy wraps them, whichever path ran the statement.
+    with pytest.raises(sqlalchemy.exc.DBAPIError):
+        await db.fetch_one(text("SELECT nope FROM imagestoragelocation"), {})
+    with pytest.raises(sqlalchemy.exc.IntegrityError):  # the name is unique
+        await db.execute(RENAME, {"new": "taken", "old": "after"})
+    assert await db.fetch_one(BY_NAME, {"name": "after"}, fresh=True) is not None
+
+
+async def test_one_statement_reads_and_writes_on_sqlite(sqlite_url: str) -> None:
+    await upgrade_database(sqlite_url)
+    async with Database(sqlite_url) as db:
+        await _one_statement_reads_and_writes(db)
+
+
+async def test_a_locked_sqlite_file_is_an_operational_error_on_the_raw_path(
+    sqlite_url: str,
+) -> None:
+    await upgrade_database(sqlite_url)
+    async with (
+        Database(sqlite_url, sqlite_busy_timeout_ms=100) as db,
+        db.writer() as session,  # holds the write lock past the busy timeout
+    ):
+        await session.execute(text("DELETE FROM imagestoragelocation WHERE name = 'x'"))
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="locked"):
+            await db.execute(RENAME, {"new": "a", "old": "b"})
 
 
 async def test_sqlite_writers_queue_instead_of_failing(sqlite_url: str) -> None:
