@@ -233,6 +233,33 @@ class StorageContract:
         assert await driver.get_content("assembled") == data
         assert not [key for key in backend_keys() if key.startswith("uploads/")]
 
+    async def test_a_tap_sees_exactly_the_stored_bytes_in_order(
+        self, driver: StorageDriver
+    ) -> None:
+        """What the registry's running digest relies on, for whole writes and chunks (with
+        a length that cuts the source short)."""
+        data = payload(9 * MiB + 5)
+        seen: list[bytes] = []
+        await driver.stream_write("tapped", iterate_bytes(data, 256 * 1024), tap=seen.append)
+        assert b"".join(seen) == data
+        assert await driver.get_content("tapped") == data
+
+        seen.clear()
+        upload_id, metadata = await driver.initiate_chunked_upload()
+        first = await driver.upload_chunk(
+            upload_id, 0, iterate_bytes(data, 300 * 1024), metadata, length=6 * MiB, tap=seen.append
+        )
+        second = await driver.upload_chunk(
+            upload_id,
+            6 * MiB,
+            iterate_bytes(data[6 * MiB :], 1000),
+            persisted(first.metadata),
+            tap=seen.append,
+        )
+        assert b"".join(seen) == data
+        await driver.complete_chunked_upload(upload_id, "tapped-chunks", persisted(second.metadata))
+        assert await driver.get_content("tapped-chunks") == data
+
     async def test_empty_chunked_upload_gives_an_empty_object(self, driver: StorageDriver) -> None:
         upload_id, metadata = await driver.initiate_chunked_upload()
         result = await driver.upload_chunk(upload_id, 0, iterate_bytes(b""), metadata)

@@ -12,7 +12,8 @@ import pytest
 
 from tests.contract.storage_contract import Broken, StorageContract, failing_after, payload
 from wharf.storage import InvalidUpload, StorageDriver, build_driver
-from wharf.storage.drivers import local as local_driver
+from wharf.storage.drivers import file_writes
+from wharf.storage.protocol import ChunkTap
 from wharf.storage.streams import iterate_bytes
 
 MiB = 1024 * 1024
@@ -117,21 +118,21 @@ async def test_a_file_where_a_directory_is_needed_is_a_precise_error(tmp_path: P
 
 
 class GatedWrites:
-    """Stands in for `_write_all`: records batch sizes and can hold a write in its thread."""
+    """Stands in for `write_all`: records batch sizes and can hold a write in its thread."""
 
     def __init__(self) -> None:
         self.sizes: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
         self.running = 0
-        self.real = local_driver._write_all
+        self.real = file_writes.write_all
 
-    def __call__(self, handle: IO[bytes], batch: list[bytes]) -> int:
+    def __call__(self, handle: IO[bytes], batch: list[bytes], tap: ChunkTap | None = None) -> int:
         self.running += 1
         try:
             self.gate.wait(10)
             self.sizes.append(sum(len(chunk) for chunk in batch))
-            return self.real(handle, batch)
+            return self.real(handle, batch, tap)
         finally:
             self.running -= 1
 
@@ -139,7 +140,7 @@ class GatedWrites:
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> GatedWrites:
     gated = GatedWrites()
-    monkeypatch.setattr(local_driver, "_write_all", gated)
+    monkeypatch.setattr(file_writes, "write_all", gated)
     return gated
 
 
@@ -160,7 +161,7 @@ async def test_batches_grow_while_the_writer_is_busy(tmp_path: Path, writes: Gat
     await asyncio.sleep(0.2)
     writes.gate.set()
     assert (await task).bytes_written == 10 * MiB
-    min_size, max_size = local_driver.WRITE_BATCH_MIN, local_driver.WRITE_BATCH_MAX
+    min_size, max_size = file_writes.WRITE_BATCH_MIN, file_writes.WRITE_BATCH_MAX
     assert writes.sizes[:2] == [min_size, max_size]
     assert sum(writes.sizes) == 10 * MiB
 
@@ -170,7 +171,7 @@ async def test_a_paced_source_is_written_as_it_arrives(tmp_path: Path, writes: G
     upload_id, metadata = await driver.initiate_chunked_upload()
     source = chunks_of(256 * 1024, 16, pause=0.01)  # the writer is idle at every step
     assert (await driver.upload_chunk(upload_id, 0, source, metadata)).bytes_written == 4 * MiB
-    assert writes.sizes == [local_driver.WRITE_BATCH_MIN] * 4
+    assert writes.sizes == [file_writes.WRITE_BATCH_MIN] * 4
 
 
 async def test_cancelled_mid_write_waits_for_the_thread_then_truncates(
@@ -202,7 +203,7 @@ async def test_every_written_byte_is_queued_for_writeback_in_order(
     """Each batch's range goes to the disk as soon as it is written, so the fsync before the
     rename (whole objects) or at completion (chunked uploads) has little left to do."""
     ranges: list[tuple[int, int]] = []
-    monkeypatch.setattr(local_driver, "start_writeback", lambda _fd, *span: ranges.append(span))
+    monkeypatch.setattr(file_writes, "start_writeback", lambda _fd, *span: ranges.append(span))
     driver = local(tmp_path)
     await driver.stream_write("whole", chunks_of(256 * 1024, 24))
     upload_id, metadata = await driver.initiate_chunked_upload()
@@ -234,3 +235,25 @@ def test_writeback_is_available_and_harmless_on_linux(tmp_path: Path) -> None:
         writeback.start_writeback(handle.fileno(), 0, MiB)
         writeback.start_writeback(handle.fileno(), 0, 0)  # nothing to do
     assert target.read_bytes() == b"x" * MiB
+
+
+async def test_the_tap_runs_in_the_writer_thread_just_before_each_chunk_is_written(
+    tmp_path: Path,
+) -> None:
+    """Each chunk is hashed (tapped) and written back to back in one pool thread, so the copy
+    into the page cache reads bytes the hash just brought into that CPU's cache."""
+    driver = local(tmp_path)
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    upload_file = tmp_path / "uploads" / upload_id
+    seen: list[tuple[str, int, int]] = []
+
+    def tap(chunk: bytes) -> None:
+        seen.append((threading.current_thread().name, upload_file.stat().st_size, len(chunk)))
+
+    await driver.upload_chunk(upload_id, 0, chunks_of(256 * 1024, 12), metadata, tap=tap)
+    assert len(seen) == 12
+    assert all(name != threading.main_thread().name for name, _, _ in seen)
+    tapped_before = 0
+    for _, size_on_disk, length in seen:
+        assert size_on_disk == tapped_before  # every earlier chunk written, this one not yet
+        tapped_before += length

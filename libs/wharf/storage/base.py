@@ -17,7 +17,14 @@ from typing import ClassVar
 from wharf.storage import metrics
 from wharf.storage.errors import BackendError, InvalidUpload, ObjectNotFound, StorageError
 from wharf.storage.keys import VERIFY_KEY, check_key
-from wharf.storage.protocol import ChunkResult, DownloadContext, JSONDict, ObjectInfo, StorageDriver
+from wharf.storage.protocol import (
+    ChunkResult,
+    ChunkTap,
+    DownloadContext,
+    JSONDict,
+    ObjectInfo,
+    StorageDriver,
+)
 
 MAX_READ_CHUNK = 4 * 1024 * 1024
 """No driver yields a larger chunk from `stream_read`: what bounds a reader's memory."""
@@ -106,11 +113,16 @@ class BaseDriver(abc.ABC):
         *,
         content_type: str | None = None,
         content_encoding: str | None = None,
+        tap: ChunkTap | None = None,
     ) -> int:
         async with self._operation("stream_write", check_key(path)):
-            written = await self._do_stream_write(
-                path, guard_source(chunks), content_type, content_encoding
-            )
+            source = guard_source(chunks)
+            if tap is None:
+                written = await self._do_stream_write(path, source, content_type, content_encoding)
+            else:
+                written = await self._do_stream_write_tapped(
+                    path, source, content_type, content_encoding, tap
+                )
         self._count_bytes("write", written)
         return written
 
@@ -171,12 +183,18 @@ class BaseDriver(abc.ABC):
         metadata: JSONDict,
         *,
         length: int | None = None,
+        tap: ChunkTap | None = None,
     ) -> ChunkResult:
         async with self._operation("upload_chunk", check_key(upload_id)):
             if offset < 0 or (length is not None and length < 0):
                 raise InvalidUpload("chunk offset and length must not be negative")
             source = guard_source(chunks if length is None else limit_stream(chunks, length))
-            result = await self._do_upload_chunk(upload_id, offset, source, metadata)
+            if tap is None:
+                result = await self._do_upload_chunk(upload_id, offset, source, metadata)
+            else:
+                result = await self._do_upload_chunk_tapped(
+                    upload_id, offset, source, metadata, tap
+                )
         self._count_bytes("write", result.bytes_written)
         return result
 
@@ -218,6 +236,19 @@ class BaseDriver(abc.ABC):
         content_type: str | None,
         content_encoding: str | None,
     ) -> int: ...
+
+    async def _do_stream_write_tapped(
+        self,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        content_type: str | None,
+        content_encoding: str | None,
+        tap: ChunkTap,
+    ) -> int:
+        """`_do_stream_write` with a tap; see `_do_upload_chunk_tapped`."""
+        return await self._do_stream_write(
+            path, tapped(chunks, tap), content_type, content_encoding
+        )
 
     async def _do_exists(self, path: str) -> bool:
         try:
@@ -263,6 +294,18 @@ class BaseDriver(abc.ABC):
         self, upload_id: str, offset: int, chunks: AsyncIterable[bytes], metadata: JSONDict
     ) -> ChunkResult: ...
 
+    async def _do_upload_chunk_tapped(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterable[bytes],
+        metadata: JSONDict,
+        tap: ChunkTap,
+    ) -> ChunkResult:
+        """`_do_upload_chunk` with a tap: by default the tap sees each chunk on the event loop
+        as the driver takes it; a driver that writes in a worker thread calls it there."""
+        return await self._do_upload_chunk(upload_id, offset, tapped(chunks, tap), metadata)
+
     @abc.abstractmethod
     async def _do_complete_chunked_upload(
         self, upload_id: str, final_path: str, metadata: JSONDict
@@ -293,6 +336,13 @@ async def guard_source(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
             return
         except Exception as exc:
             raise SourceStreamFailed(exc) from exc
+        yield chunk
+
+
+async def tapped(chunks: AsyncIterable[bytes], tap: ChunkTap) -> AsyncIterator[bytes]:
+    """Pass every chunk to `tap`, then on."""
+    async for chunk in chunks:
+        tap(chunk)
         yield chunk
 
 

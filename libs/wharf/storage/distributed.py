@@ -13,7 +13,14 @@ from datetime import timedelta
 
 from wharf.storage.config import StorageConfig
 from wharf.storage.errors import ReadOnlyStorage, StorageConfigError, StorageError
-from wharf.storage.protocol import ChunkResult, DownloadContext, JSONDict, ObjectInfo, StorageDriver
+from wharf.storage.protocol import (
+    ChunkResult,
+    ChunkTap,
+    DownloadContext,
+    JSONDict,
+    ObjectInfo,
+    StorageDriver,
+)
 from wharf.storage.registry import build_driver
 
 Locations = Collection[str]
@@ -113,9 +120,10 @@ class DistributedStorage:
         *,
         content_type: str | None = None,
         content_encoding: str | None = None,
+        tap: ChunkTap | None = None,
     ) -> int:
         return await self.driver_for(locations, write=True).stream_write(
-            path, chunks, content_type=content_type, content_encoding=content_encoding
+            path, chunks, content_type=content_type, content_encoding=content_encoding, tap=tap
         )
 
     async def remove(self, locations: Locations, path: str) -> None:
@@ -136,9 +144,12 @@ class DistributedStorage:
         metadata: JSONDict,
         *,
         length: int | None = None,
+        tap: ChunkTap | None = None,
     ) -> ChunkResult:
         driver = self.driver_for(locations, write=True)
-        return await driver.upload_chunk(upload_id, offset, chunks, metadata, length=length)
+        return await driver.upload_chunk(
+            upload_id, offset, chunks, metadata, length=length, tap=tap
+        )
 
     async def complete_chunked_upload(
         self, locations: Locations, upload_id: str, final_path: str, metadata: JSONDict

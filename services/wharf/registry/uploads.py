@@ -21,7 +21,6 @@ from wharf.digest import (
     HashStateUnavailable,
     InvalidHashState,
     ResumableSHA256,
-    StreamingDigester,
     hashlib_digest_of_stream,
 )
 from wharf.registry import blobs
@@ -184,11 +183,16 @@ class Uploads:
             # and the row never disagree about how many bytes the upload holds.
             source = _exactly(source, length)
         hasher = _restore(state.sha_state)
-        digester = StreamingDigester(hasher) if hasher is not None else None
-        stream = digester.passthrough(source) if digester is not None else source
         try:
+            # The hash is fed by the storage driver, possibly in the thread that writes each
+            # chunk right after hashing it (see `ChunkTap`).
             result = await self.ctx.storage.upload_chunk(
-                [state.location], upload_id, state.byte_count, stream, state.metadata
+                [state.location],
+                upload_id,
+                state.byte_count,
+                source,
+                state.metadata,
+                tap=hasher.update if hasher is not None else None,
             )
         except InvalidUpload as exc:
             raise RegistryError(BLOB_UPLOAD_INVALID, {"reason": exc.message}) from None
