@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
-import os
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +25,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+# `as` re-exports them under mypy --strict: the CLI and tests import them from this module.
+from wharf.edge.admin_auth import AdminAuth as AdminAuth
+from wharf.edge.admin_auth import AdminToken as AdminToken
+from wharf.edge.admin_auth import AdminTokenGuard, author_of
 from wharf.edge.plan import (
     Sample,
     plan_requests,
@@ -53,84 +53,8 @@ from wharf.edge.table_source import PolledTableSource
 
 log = logging.getLogger("wharf.edge.admin")
 
-ADMIN_TOKEN_ENV = "WHARF_EDGE_ADMIN_TOKEN"  # noqa: S105 - the variable's name
-MIN_TOKEN_LENGTH = 16
 MAX_BODY_BYTES = 16 * 1024 * 1024  # a plan may carry many access-log lines
 MAX_LOG_LINES = 100_000
-_SCOPE_KEY = "wharf.edge.admin"
-_PRINTABLE = re.compile(r"[^\x20-\x7e]")
-
-
-@dataclass(frozen=True)
-class AdminToken:
-    name: str
-    secret: str = field(repr=False)
-
-
-class AdminAuth:
-    """Bearer tokens, each with a name. At least one, each of 16 characters or more."""
-
-    def __init__(self, tokens: Iterable[AdminToken]) -> None:
-        self.tokens = tuple(tokens)
-        if not self.tokens:
-            raise ValueError("the edge admin API needs at least one token")
-        for token in self.tokens:
-            if len(token.secret) < MIN_TOKEN_LENGTH:
-                raise ValueError(
-                    f"admin token {token.name!r} is shorter than {MIN_TOKEN_LENGTH} characters"
-                )
-
-    @classmethod
-    def parse(cls, text: str, default_name: str = "admin") -> AdminAuth:
-        """A token file: one bare token, or lines `NAME TOKEN` (`#` starts a comment)."""
-        tokens = []
-        for raw in text.splitlines():
-            line = raw.split("#", 1)[0].strip()
-            if line:
-                name, _, secret = line.rpartition(" ")
-                tokens.append(AdminToken(name.strip() or default_name, secret))
-        return cls(tokens)
-
-    @classmethod
-    def from_env(cls, default_name: str = "admin") -> AdminAuth:
-        return cls.parse(os.environ.get(ADMIN_TOKEN_ENV, ""), default_name)
-
-    def identify(self, authorization: str | None) -> str | None:
-        """The name of the token in an Authorization header, or None."""
-        scheme, _, presented = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
-            return None
-        candidate = presented.strip().encode()
-        found = None
-        for token in self.tokens:  # every token is compared: timing tells nothing
-            if hmac.compare_digest(candidate, token.secret.encode()):
-                found = token.name
-        return found
-
-
-class _Guard:
-    """401 unless the request carries a valid token; the token's name goes in the scope."""
-
-    def __init__(self, app: ASGIApp, auth: AdminAuth) -> None:
-        self.app, self.auth = app, auth
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        raw = headers.get(b"authorization")
-        name = self.auth.identify(raw.decode("latin-1") if raw else None)
-        if name is None:
-            response = JSONResponse(
-                {"error": "a valid admin bearer token is required"},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="wharf-edge-admin"'},
-            )
-            await response(scope, receive, send)
-            return
-        scope[_SCOPE_KEY] = name
-        await self.app(scope, receive, send)
 
 
 class BadRequest(Exception):
@@ -177,12 +101,6 @@ def _reason(body: dict[str, Any]) -> str:
     if not reason:
         raise BadRequest("'reason' must say why the table changes")
     return reason
-
-
-def _author(request: Request) -> str:
-    name = str(request.scope[_SCOPE_KEY])
-    claimed = _PRINTABLE.sub("", request.headers.get("x-wharf-author", "")).strip()[:100]
-    return f"{claimed} (token {name})" if claimed and claimed != name else name
 
 
 def _table_json(table: RouteTable) -> dict[str, Any]:
@@ -309,7 +227,7 @@ class _Admin:
         reason = _reason(body)
         expected = _field(body, "expected_version", int)
         record = await self.switches.set(
-            text, author=_author(request), reason=reason, expected_version=expected
+            text, author=author_of(request), reason=reason, expected_version=expected
         )
         return await self._applied(record)
 
@@ -317,7 +235,7 @@ class _Admin:
         body = await _body(request)
         reason = _reason(body)
         record = await self.switches.rollback(
-            author=_author(request),
+            author=author_of(request),
             reason=reason,
             to_version=_field(body, "to_version", int),
             expected_version=_field(body, "expected_version", int),
@@ -339,7 +257,7 @@ class _Admin:
         document["kill_switch"] = upstream
         record = await self.switches.set(
             yaml.safe_dump(document, sort_keys=False),
-            author=_author(request),
+            author=author_of(request),
             reason=reason,
             expected_version=latest.version,
         )
@@ -413,4 +331,4 @@ def create_admin_app(
             NoSuchVersion: _no_version,
         },
     )
-    return _Guard(app, auth)
+    return AdminTokenGuard(app, auth)

@@ -30,7 +30,6 @@ a lifespan (tests), `await app.aclose()` does the same.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -52,12 +51,12 @@ from wharf.edge.proxy import (
     request_id_of,
     upstream_request_headers,
 )
+from wharf.edge.responses import send_error, send_response
 from wharf.edge.routing import Decision, decide, upload_session_of
 from wharf.edge.state import StickyUploads, TableSource
 from wharf.edge.table import INPROC_SCHEME, RouteTable, Upstream
 
 logger = logging.getLogger("wharf.edge")
-RETRY_AFTER_S = 5
 MAX_HEADER_BYTES = 64 * 1024
 PEEK_BYTES = 4096
 """How much of a 404 body on an upload session is kept to look for BLOB_UPLOAD_UNKNOWN."""
@@ -168,15 +167,15 @@ class EdgeApp:
             version = versioned.version
             if path == self.metrics_path and self.metrics_path is not None:
                 body, content_type = self.metrics.render()
-                await _respond(exchange, method, 200, body, content_type.encode())
+                await send_response(exchange.send, method, 200, body, content_type.encode())
                 return
             header_bytes = sum(len(name) + len(value) for name, value in scope["headers"])
             if header_bytes > MAX_HEADER_BYTES:
                 # The server has read them already; the edge must not pass them on (an
                 # upstream would hold them in memory too). nginx's default is 32 KiB.
                 error = "headers-too-large"
-                await _error(
-                    exchange, method, path, 431, "UNSUPPORTED", "request headers too large",
+                await send_error(
+                    exchange.send, method, path, 431, "UNSUPPORTED", "request headers too large",
                     {"limit_bytes": MAX_HEADER_BYTES},
                 )  # fmt: skip
                 return
@@ -191,7 +190,7 @@ class EdgeApp:
             )
             if decision is None:
                 error = "no-route"
-                await _error(exchange, method, path, 404, "NOT_FOUND", "no route", {})
+                await send_error(exchange.send, method, path, 404, "NOT_FOUND", "no route", {})
             else:
                 push = (push_key, push_pinned) if push_key is not None else None
                 error = await self._relay(scope, exchange, versioned.table, decision, session, push)
@@ -202,7 +201,9 @@ class EdgeApp:
             if not exchange.started:
                 with contextlib.suppress(Exception):
                     detail = {"request_id": exchange.request_id.decode()}
-                    await _error(exchange, method, path, 500, "UNKNOWN", "edge error", detail)
+                    await send_error(
+                        exchange.send, method, path, 500, "UNKNOWN", "edge error", detail
+                    )
         finally:
             status = exchange.status
             if exchange.client_gone and not exchange.completed:
@@ -285,8 +286,8 @@ class EdgeApp:
             logger.warning("upstream %s: %s (%s)", upstream.name, failure.message, failure.kind)
             if not exchange.started:
                 detail = {"upstream": upstream.name}
-                await _error(
-                    exchange, method, scope["path"], failure.status, "UNAVAILABLE",
+                await send_error(
+                    exchange.send, method, scope["path"], failure.status, "UNAVAILABLE",
                     failure.message, detail, retry_after=True,
                 )  # fmt: skip
         except UpstreamBroke as failure:
@@ -325,8 +326,8 @@ class EdgeApp:
             self.metrics.upstream_errors.labels(upstream.name, "app-error").inc()
             if not exchange.started:
                 detail = {"upstream": upstream.name}
-                await _error(
-                    exchange, scope["method"], scope["path"], 500, "UNKNOWN", "upstream error",
+                await send_error(
+                    exchange.send, scope["method"], scope["path"], 500, "UNKNOWN", "upstream error",
                     detail,
                 )  # fmt: skip
 
@@ -349,50 +350,6 @@ class EdgeApp:
         await receive()  # lifespan.shutdown
         await self.aclose()
         await send({"type": "lifespan.shutdown.complete"})
-
-
-async def _respond(
-    exchange: _Exchange,
-    method: str,
-    status: int,
-    body: bytes,
-    content_type: bytes,
-    extra: Headers | None = None,
-) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
-    await exchange.send(
-        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-    )
-    await exchange.send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-
-
-async def _error(
-    exchange: _Exchange,
-    method: str,
-    path: str,
-    status: int,
-    code: str,
-    message: str,
-    detail: dict[str, Any],
-    *,
-    retry_after: bool = False,
-) -> None:
-    """An error of the edge's own: the registry format under /v2/, Quay's API format else."""
-    extra: Headers = [(b"retry-after", b"%d" % RETRY_AFTER_S)] if retry_after else []
-    if path == "/v2" or path.startswith("/v2/"):
-        document: dict[str, Any] = {
-            "errors": [{"code": code, "message": message, "detail": detail}]
-        }
-        extra.append((b"docker-distribution-api-version", b"registry/2.0"))
-    else:
-        document = {
-            "status": status,
-            "error_type": code.lower(),
-            "error_message": message,
-            "detail": detail,
-        }
-    body = json.dumps(document).encode()
-    await _respond(exchange, method, status, body, b"application/json", extra)
 
 
 def create_edge_app(
