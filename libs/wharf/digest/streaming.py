@@ -9,9 +9,10 @@ only 0.5 GB/s with 64 KiB chunks, 1.15 GB/s with 256 KiB and 1.6 GB/s with 1 MiB
 1.7 GB/s for all). So chunks of at least `OFFLOAD_THRESHOLD` (256 KiB) go to the executor,
 where they block the loop 3-10x less than inline; smaller ones are hashed inline, where the
 hop would cost about as much loop time as the hashing. The loop is therefore never blocked
-for more than about 0.15 ms of SHA-256 (0.37 ms of SHA-512) per chunk. Request bodies reach
-an ASGI app one socket read at a time (tens of KiB), so uploads mostly hash inline; storage
-reads (1-4 MiB) go to the thread pool. The GIL is released while libcrypto or hashlib hashes.
+for more than about 0.15 ms of SHA-256 (0.37 ms of SHA-512) per chunk. Storage reads (1-4
+MiB) go to the thread pool. The GIL is released while libcrypto or hashlib hashes. (Uploads
+do not come through here: their running hash is the storage write's `ChunkTap`, which local
+disk calls in its writer thread.)
 
 An offloaded chunk is hashed while the consumer handles it (a storage write, usually), so the
 two overlap. The wrapper waits for that hash before it asks the source for the next chunk
@@ -55,9 +56,9 @@ class StreamingDigester(Generic[HasherT]):
 
     ::
 
-        digester = StreamingDigester(ResumableSHA256.from_state_text(row.sha_state))
-        await storage.upload_chunk(..., digester.passthrough(request.stream()))
-        row.sha_state = digester.hasher.export_state_text()
+        digester = StreamingDigester(hashlib.sha512())
+        await digester.consume(storage.stream_read(locations, key))
+        computed = "sha512:" + digester.hasher.hexdigest()
     """
 
     def __init__(

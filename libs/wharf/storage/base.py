@@ -116,13 +116,9 @@ class BaseDriver(abc.ABC):
         tap: ChunkTap | None = None,
     ) -> int:
         async with self._operation("stream_write", check_key(path)):
-            source = guard_source(chunks)
-            if tap is None:
-                written = await self._do_stream_write(path, source, content_type, content_encoding)
-            else:
-                written = await self._do_stream_write_tapped(
-                    path, source, content_type, content_encoding, tap
-                )
+            written = await self._do_stream_write_tapped(
+                path, guard_source(chunks), content_type, content_encoding, tap
+            )
         self._count_bytes("write", written)
         return written
 
@@ -189,12 +185,7 @@ class BaseDriver(abc.ABC):
             if offset < 0 or (length is not None and length < 0):
                 raise InvalidUpload("chunk offset and length must not be negative")
             source = guard_source(chunks if length is None else limit_stream(chunks, length))
-            if tap is None:
-                result = await self._do_upload_chunk(upload_id, offset, source, metadata)
-            else:
-                result = await self._do_upload_chunk_tapped(
-                    upload_id, offset, source, metadata, tap
-                )
+            result = await self._do_upload_chunk_tapped(upload_id, offset, source, metadata, tap)
         self._count_bytes("write", result.bytes_written)
         return result
 
@@ -243,12 +234,11 @@ class BaseDriver(abc.ABC):
         chunks: AsyncIterable[bytes],
         content_type: str | None,
         content_encoding: str | None,
-        tap: ChunkTap,
+        tap: ChunkTap | None,
     ) -> int:
-        """`_do_stream_write` with a tap; see `_do_upload_chunk_tapped`."""
-        return await self._do_stream_write(
-            path, tapped(chunks, tap), content_type, content_encoding
-        )
+        """`_do_stream_write` with a tap (or None); see `_do_upload_chunk_tapped`."""
+        source = chunks if tap is None else tapped(chunks, tap)
+        return await self._do_stream_write(path, source, content_type, content_encoding)
 
     async def _do_exists(self, path: str) -> bool:
         try:
@@ -300,11 +290,13 @@ class BaseDriver(abc.ABC):
         offset: int,
         chunks: AsyncIterable[bytes],
         metadata: JSONDict,
-        tap: ChunkTap,
+        tap: ChunkTap | None,
     ) -> ChunkResult:
-        """`_do_upload_chunk` with a tap: by default the tap sees each chunk on the event loop
-        as the driver takes it; a driver that writes in a worker thread calls it there."""
-        return await self._do_upload_chunk(upload_id, offset, tapped(chunks, tap), metadata)
+        """`_do_upload_chunk` with a tap (or None): by default the tap sees each chunk on the
+        event loop as the driver takes it; a driver that writes in a worker thread overrides
+        this and calls it there."""
+        source = chunks if tap is None else tapped(chunks, tap)
+        return await self._do_upload_chunk(upload_id, offset, source, metadata)
 
     @abc.abstractmethod
     async def _do_complete_chunked_upload(

@@ -123,7 +123,9 @@ class LocalStorage(BaseDriver):
         content_type: str | None,
         content_encoding: str | None,
     ) -> int:
-        return await self._stream_write(path, chunks, None)
+        return await self._do_stream_write_tapped(
+            path, chunks, content_type, content_encoding, None
+        )
 
     async def _do_stream_write_tapped(
         self,
@@ -131,12 +133,7 @@ class LocalStorage(BaseDriver):
         chunks: AsyncIterable[bytes],
         content_type: str | None,
         content_encoding: str | None,
-        tap: ChunkTap,
-    ) -> int:
-        return await self._stream_write(path, chunks, tap)
-
-    async def _stream_write(
-        self, path: str, chunks: AsyncIterable[bytes], tap: ChunkTap | None
+        tap: ChunkTap | None,
     ) -> int:
         target = self._file(path)
         partial = await _io(self._open_partial, target)
@@ -181,7 +178,7 @@ class LocalStorage(BaseDriver):
     async def _do_upload_chunk(
         self, upload_id: str, offset: int, chunks: AsyncIterable[bytes], metadata: JSONDict
     ) -> ChunkResult:
-        return await self._upload_chunk(upload_id, offset, chunks, None)
+        return await self._do_upload_chunk_tapped(upload_id, offset, chunks, metadata, None)
 
     async def _do_upload_chunk_tapped(
         self,
@@ -189,13 +186,9 @@ class LocalStorage(BaseDriver):
         offset: int,
         chunks: AsyncIterable[bytes],
         metadata: JSONDict,
-        tap: ChunkTap,
+        tap: ChunkTap | None,
     ) -> ChunkResult:
-        return await self._upload_chunk(upload_id, offset, chunks, tap)
-
-    async def _upload_chunk(
-        self, upload_id: str, offset: int, chunks: AsyncIterable[bytes], tap: ChunkTap | None
-    ) -> ChunkResult:
+        # Overridden so that the writer thread calls the tap (see `ChunkTap`).
         handle = await _io(self._open_upload, upload_id, offset)
         try:
             written = await write_pipelined(handle, chunks, tap)
