@@ -104,6 +104,20 @@ class StorageContract:
         assert sum(sizes) == len(data)
         assert max(sizes) <= MAX_READ_CHUNK
 
+    async def test_a_stream_closed_early_is_released_at_once(self, driver: StorageDriver) -> None:
+        """Closing a stream after its first chunk finishes the driver's side then and there
+        (file closed, read-ahead done, connection back), with no task left to do it later."""
+        data = payload(self.big_size)
+        await driver.stream_write("big", iterate_bytes(data))
+        for _ in range(3):  # more than a connection pool of one would survive if leaked
+            stream = driver.stream_read("big")
+            first = await anext(stream)
+            assert data.startswith(first)
+            await stream.aclose()
+            current = asyncio.current_task()
+            assert [task for task in asyncio.all_tasks() if task is not current] == []
+        assert await drain(driver.stream_read("big", 5, 10)) == data[5:15]
+
     async def test_ranged_reads(self, driver: StorageDriver) -> None:
         data = payload(100_000)
         await driver.put_content("ranged", data)

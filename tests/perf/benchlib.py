@@ -177,6 +177,13 @@ def raw_file_read_bytes(path: Path) -> tuple[int, float]:
     return total, time.perf_counter() - started
 
 
+def cat_file(path: Path) -> float:
+    """`cat` one file to /dev/null; returns seconds (the read counterpart of `cp_file`)."""
+    started = time.perf_counter()
+    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
 def settle_disk() -> None:
     """Flush all dirty pages (untimed) so one run's writeback does not slow the next run."""
     os.sync()

@@ -4,6 +4,8 @@ Runs in a fresh process (`python memprobe.py '<json spec>'`) so that allocations
 by the test process cannot hide growth. Prints one JSON object on stdout. The spec holds
 `driver` and `params` (for `build_driver`), `key` and `size` (a multiple of 1 MiB).
 
+The allocator is tuned as Wharf's services tune it at start-up.
+
 Growth is the peak RSS during a phase minus the RSS measured before the write, after imports,
 driver creation and a one-byte warm-up (which opens connections and executor threads). The
 peak is the larger of a 10 ms RSS sampler and the kernel's VmHWM, reset before each phase.
@@ -127,8 +129,11 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
+    from wharf.cli.allocator import tune_allocator
+
     spec = json.loads(sys.argv[1])
-    print(json.dumps(asyncio.run(probe(spec))))
+    tuned = tune_allocator()  # as Wharf's services run the library (wharf.cli.allocator)
+    print(json.dumps({**asyncio.run(probe(spec)), "allocator_tuned": tuned}))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from datetime import timedelta
 from typing import ClassVar
 
@@ -101,9 +101,12 @@ class BaseDriver(abc.ABC):
             if length == 0:
                 await self._do_stat(path)
                 return
-            async for chunk in self._do_stream_read(path, offset, length):
-                total += len(chunk)
-                yield chunk
+            # Closed with this stream, not later by the garbage collector: a caller that
+            # stops early gets the file or connection released before it goes on.
+            async with aclosing(self._do_stream_read(path, offset, length)) as chunks:
+                async for chunk in chunks:
+                    total += len(chunk)
+                    yield chunk
         self._count_bytes("read", total)
 
     async def stream_write(
@@ -216,7 +219,9 @@ class BaseDriver(abc.ABC):
     async def _do_put_content(self, path: str, content: bytes) -> None: ...
 
     @abc.abstractmethod
-    def _do_stream_read(self, path: str, offset: int, length: int | None) -> AsyncIterator[bytes]:
+    def _do_stream_read(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncGenerator[bytes, None]:
         """Yield `[offset, offset+length)`; a missing key raises before the first chunk."""
 
     @abc.abstractmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +81,7 @@ class S3FamilyDriver(BaseDriver):
 
     async def _do_stream_read(
         self, path: str, offset: int, length: int | None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         client = await self._client()
         request: dict[str, Any] = {"Bucket": self.settings.bucket, "Key": self._key(path)}
         if offset or length is not None:
