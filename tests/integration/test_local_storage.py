@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
 
 from tests.contract.storage_contract import Broken, StorageContract, failing_after, payload
+from tests.integration.loop_guard import guard_loop_thread
 from wharf.storage import InvalidUpload, StorageDriver, build_driver
 from wharf.storage.drivers import file_writes
 from wharf.storage.protocol import ChunkTap
@@ -28,6 +29,14 @@ def files_under(root: Path) -> list[str]:
 
 
 class TestLocalContract(StorageContract):
+    @pytest.fixture(autouse=True)
+    def file_io_off_the_loop(self) -> Iterator[None]:
+        """Every contract test also checks that the driver did no blocking file I/O on the
+        event loop's thread."""
+        with guard_loop_thread() as caught:
+            yield
+        assert caught == []
+
     @pytest.fixture
     async def driver(self, tmp_path: Path) -> AsyncIterator[StorageDriver]:
         driver = local(tmp_path / "root")

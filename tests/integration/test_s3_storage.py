@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import raw_s3_client
 from tests.contract.storage_contract import (
@@ -19,6 +21,7 @@ from tests.contract.storage_contract import (
 )
 from tests.servers import S3Server
 from wharf.storage import (
+    BackendUnavailable,
     ObjectNotFound,
     StorageConfigError,
     StorageDriver,
@@ -26,6 +29,9 @@ from wharf.storage import (
     content_path,
 )
 from wharf.storage.drivers.s3 import driver as s3_driver_module
+from wharf.storage.drivers.s3.client import S3Connection
+from wharf.storage.drivers.s3.driver import S3FamilyDriver
+from wharf.storage.protocol import JSONDict
 from wharf.storage.streams import iterate_bytes
 
 MiB = 1024 * 1024
@@ -152,13 +158,7 @@ async def test_large_chunks_assemble_server_side_small_ones_client_side(
     for sizes, server_side in (([6 * MiB, 6 * MiB, 10], True), ([MiB, 6 * MiB], False)):
         calls.clear()
         data = payload(sum(sizes))
-        upload_id, metadata = await driver.initiate_chunked_upload()
-        offset = 0
-        for size in sizes:
-            result = await driver.upload_chunk(
-                upload_id, offset, iterate_bytes(data[offset : offset + size]), metadata
-            )
-            metadata, offset = result.metadata, offset + size
+        upload_id, metadata = await upload_in_chunks(driver, data, sizes)
         await driver.complete_chunked_upload(upload_id, "assembled", metadata)
         assert await driver.get_content("assembled") == data
         assert calls == ([len(sizes)] if server_side else [])
@@ -179,6 +179,74 @@ async def test_copy_parts_are_split_to_the_maximum_chunk_size(
     await driver.aclose()
 
 
+async def upload_in_chunks(
+    driver: StorageDriver, data: bytes, sizes: list[int]
+) -> tuple[str, JSONDict]:
+    """A chunked upload of `data` cut at `sizes`, left uncompleted: its id and metadata."""
+    upload_id, metadata = await driver.initiate_chunked_upload()
+    offset = 0
+    for size in sizes:
+        result = await driver.upload_chunk(
+            upload_id, offset, iterate_bytes(data[offset : offset + size]), metadata
+        )
+        metadata, offset = result.metadata, offset + size
+    return upload_id, metadata
+
+
+@pytest.mark.parametrize(
+    ("failing_call", "calls_before_failure"),
+    [("upload_part_copy", 1), ("complete_multipart_upload", 0)],
+)
+async def test_failed_server_side_assembly_leaves_no_object_and_no_upload(
+    s3: tuple[S3Server, str],
+    storage_path: str,
+    driver: StorageDriver,
+    monkeypatch: pytest.MonkeyPatch,
+    failing_call: str,
+    calls_before_failure: int,
+) -> None:
+    server, bucket = s3
+    assert isinstance(driver, S3FamilyDriver)
+    sizes = [6 * MiB, 6 * MiB, 10]  # every chunk but the last over 5 MiB: UploadPartCopy
+    data = payload(sum(sizes))
+    upload_id, metadata = await upload_in_chunks(driver, data, sizes)
+    chunk_keys = lister(server, bucket, storage_path)()
+    assert len(chunk_keys) == 3
+
+    client = await driver.connection.client()
+    real = getattr(client, failing_call)
+    calls = 0
+    internal_error: Any = {
+        "Error": {"Code": "InternalError", "Message": "injected"},
+        "ResponseMetadata": {"HTTPStatusCode": 500},
+    }
+
+    async def fail_midway(**request: Any) -> Any:
+        # The backend gives up partway through: earlier parts copied, the upload left open.
+        nonlocal calls
+        calls += 1
+        if calls > calls_before_failure:
+            raise ClientError(internal_error, failing_call)
+        return await real(**request)
+
+    monkeypatch.setattr(client, failing_call, fail_midway)
+    with pytest.raises(BackendUnavailable) as info:
+        await driver.complete_chunked_upload(upload_id, "assembled", metadata)
+    assert calls > calls_before_failure  # the failure came from the server-side assembly
+    assert (info.value.location, info.value.path) == ("s3_us", "assembled")
+
+    final_key = f"{storage_path.lstrip('/')}/assembled"
+    assert lister(server, bucket, storage_path)() == chunk_keys  # no object, chunks kept
+    uploads = raw_s3_client(server).list_multipart_uploads(Bucket=bucket, Prefix=final_key)
+    assert uploads.get("Uploads", []) == []
+
+    # The chunks survived, so the client's retry of the completion succeeds.
+    monkeypatch.setattr(client, failing_call, real)
+    await driver.complete_chunked_upload(upload_id, "assembled", metadata)
+    assert await driver.get_content("assembled") == data
+    assert lister(server, bucket, storage_path)() == ["assembled"]
+
+
 async def test_failed_write_aborts_its_multipart_upload(
     s3: tuple[S3Server, str], storage_path: str, driver: StorageDriver
 ) -> None:
@@ -197,7 +265,7 @@ async def test_clean_orphaned_multipart_uploads(
 
     client = raw_s3_client(s3[0])
     client.create_multipart_upload(Bucket=s3[1], Key=f"{storage_path.lstrip('/')}/orphan")
-    cleaner = driver.clean_orphaned_multipart_uploads  # type: ignore[attr-defined]
+    cleaner = driver.clean_orphaned_multipart_uploads
     if s3[0].name == "rgw":  # moto reports a fixed initiation date in 2010
         assert await cleaner(timedelta(days=1)) == 0
     assert await cleaner(timedelta(seconds=-60)) == 1
@@ -254,12 +322,9 @@ async def test_wrong_credentials_are_a_config_error(rgw: tuple[S3Server, str]) -
     await driver.aclose()
 
 
-async def test_sts_assumed_role_reads_and_writes(
-    moto: tuple[S3Server, str], storage_path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server, bucket = moto
-    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", server.endpoint)
-    driver = build_driver(
+def sts_driver(server: S3Server, bucket: str, storage_path: str) -> StorageDriver:
+    """STSS3Storage on moto, which answers AssumeRole (AWS_ENDPOINT_URL_STS points there)."""
+    return build_driver(
         "sts",
         "STSS3Storage",
         {
@@ -271,10 +336,69 @@ async def test_sts_assumed_role_reads_and_writes(
             "endpoint_url": server.endpoint,
         },
     )
+
+
+async def test_sts_assumed_role_reads_and_writes(
+    moto: tuple[S3Server, str], storage_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, bucket = moto
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", server.endpoint)
+    driver = sts_driver(server, bucket, storage_path)
     await driver.put_content("k", b"assumed")
     assert await driver.get_content("k") == b"assumed"
     with pytest.raises(ObjectNotFound):
         await driver.get_content("absent")
+    await driver.aclose()
+
+
+def signing_key(request: Any) -> str:
+    """The access key in a SigV4 `Authorization: ... Credential=<key>/<date>/...` header."""
+    authorization = request.headers["Authorization"]
+    if isinstance(authorization, bytes):
+        authorization = authorization.decode()
+    return str(authorization.split("Credential=", 1)[1].split("/", 1)[0])
+
+
+async def test_sts_credentials_are_refreshed_before_they_expire(
+    moto: tuple[S3Server, str], storage_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, bucket = moto
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", server.endpoint)
+    assumed: list[str] = []
+    real_refresher = S3Connection._assume_role_refresher
+
+    def recording_refresher(connection: S3Connection) -> Any:
+        # The driver's own refresher, really calling moto's AssumeRole; we only note each key.
+        refresh = real_refresher(connection)
+
+        async def recorded() -> dict[str, Any]:
+            credentials: dict[str, Any] = await refresh()
+            assumed.append(credentials["access_key"])
+            return credentials
+
+        return recorded
+
+    monkeypatch.setattr(S3Connection, "_assume_role_refresher", recording_refresher)
+    driver = sts_driver(server, bucket, storage_path)
+    assert isinstance(driver, S3FamilyDriver)
+    await driver.put_content("k", b"assumed")
+    assert len(assumed) == 1
+
+    client = await driver.connection.client()
+    signed_with: list[str] = []
+    client.meta.events.register(
+        "before-send.s3", lambda request, **_: signed_with.append(signing_key(request))
+    )
+    # Five minutes before the assumed role expires, as botocore's clock sees it: inside its
+    # mandatory refresh window (10 minutes), so the next request must assume the role again.
+    credentials = client._request_signer._credentials  # type: ignore[attr-defined]
+    expiry: datetime = credentials._expiry_time
+    credentials._time_fetcher = lambda: expiry - timedelta(minutes=5)
+
+    assert await driver.get_content("k") == b"assumed"
+    assert len(assumed) == 2
+    assert assumed[1] != assumed[0]
+    assert signed_with == [assumed[1]]  # the request went out with the new credentials
     await driver.aclose()
 
 

@@ -4,7 +4,10 @@ Runs in a fresh process (`python memprobe.py '<json spec>'`) so that allocations
 by the test process cannot hide growth. Prints one JSON object on stdout. The spec holds
 `driver` and `params` (for `build_driver`), `key` and `size` (a multiple of 1 MiB).
 
-The allocator is tuned as Wharf's services tune it at start-up.
+glibc's allocator keeps its defaults here, unlike in the throughput bench and in Wharf's
+services (`wharf.cli.allocator`): those settings let the heap keep up to 64 MiB of freed
+memory for reuse, so RSS would show that policy rather than what the driver holds (RGW's
+write measured 52-59 MiB of growth with them, against 64 MiB of budget).
 
 Growth is the peak RSS during a phase minus the RSS measured before the write, after imports,
 driver creation and a one-byte warm-up (which opens connections and executor threads). The
@@ -129,11 +132,8 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    from wharf.cli.allocator import tune_allocator
-
     spec = json.loads(sys.argv[1])
-    tuned = tune_allocator()  # as Wharf's services run the library (wharf.cli.allocator)
-    print(json.dumps({**asyncio.run(probe(spec)), "allocator_tuned": tuned}))
+    print(json.dumps(asyncio.run(probe(spec))))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -61,12 +62,26 @@ async def test_read_only_mode_refuses_every_write(tmp_path: Path) -> None:
         storage.remove({"eu"}, "k"),
         storage.initiate_chunked_upload({"eu"}),
         storage.validate({"eu"}),
-        storage.copy_between("k", "eu", "us"),
+        storage.clean_partial_uploads({"eu"}, timedelta(days=2)),
+        storage.clean_orphaned_multipart_uploads({"eu"}, timedelta(days=1)),
     ]
     for write in writes:
-        with pytest.raises(ReadOnlyStorage):
+        with pytest.raises(ReadOnlyStorage) as refused:
             await write
+        # The refusal names where the write would have gone.
+        assert (refused.value.location, refused.value.driver) == ("eu", "LocalStorage")
+        assert "location=eu" in str(refused.value)
+    with pytest.raises(ReadOnlyStorage) as refused:
+        await storage.copy_between("k", "eu", "us")
+    assert refused.value.location == "us"
     assert await storage.get_content({"eu"}, "k") == b"v"
+    assert not (tmp_path / "us" / "k").exists()
+
+
+async def test_orphaned_multipart_uploads_through_the_facade(tmp_path: Path) -> None:
+    """Local disk has no multipart uploads of its own: nothing to abort, and no error."""
+    storage = facade(tmp_path)
+    assert await storage.clean_orphaned_multipart_uploads({"us"}, timedelta(0)) == 0
 
 
 async def test_copy_between_locations(tmp_path: Path) -> None:

@@ -207,6 +207,10 @@ class BaseDriver(abc.ABC):
         async with self._operation("clean_partial_uploads"):
             return await self._do_clean_partial_uploads(older_than)
 
+    async def clean_orphaned_multipart_uploads(self, older_than: timedelta) -> int:
+        async with self._operation("clean_orphaned_multipart_uploads"):
+            return await self._do_clean_orphaned_multipart_uploads(older_than)
+
     async def aclose(self) -> None:  # noqa: B027 - most drivers hold nothing to close
         """Release connections; drivers holding none need not override it."""
 
@@ -313,6 +317,10 @@ class BaseDriver(abc.ABC):
 
     @abc.abstractmethod
     async def _do_clean_partial_uploads(self, older_than: timedelta) -> int: ...
+
+    async def _do_clean_orphaned_multipart_uploads(self, older_than: timedelta) -> int:
+        """Only backends with multipart uploads of their own (the S3 family) have any."""
+        return 0
 
 
 class SourceStreamFailed(Exception):

@@ -58,7 +58,7 @@ class DistributedStorage:
 
     def driver_for(self, locations: Locations, *, write: bool = False) -> StorageDriver:
         if write and self.readonly:
-            raise ReadOnlyStorage("the registry is in read-only mode; writes are refused")
+            raise self._read_only(locations)
         if not locations:
             raise StorageConfigError("no storage location given for this object")
         unknown = [name for name in locations if name not in self.drivers]
@@ -66,10 +66,27 @@ class DistributedStorage:
             raise StorageConfigError(
                 f"unknown storage location {unknown[0]!r}", location=unknown[0]
             )
+        target = self.preferred_target(locations)
+        assert target is not None  # every location is known and there is at least one
+        return self.drivers[target]
+
+    def _read_only(self, locations: Locations) -> ReadOnlyStorage:
+        """The refusal of a write, naming where it would have gone (the location and its
+        driver) when the target is known."""
+        target = self.preferred_target(locations)
+        return ReadOnlyStorage(
+            "the registry is in read-only mode; writes are refused",
+            location=target,
+            driver=self.drivers[target].driver_name if target else None,
+        )
+
+    def preferred_target(self, locations: Locations) -> str | None:
+        """The location `driver_for` picks from `locations`; None if none is configured."""
+        known = [name for name in locations if name in self.drivers]
         for name in self.preferred_locations:
-            if name in locations:
-                return self.drivers[name]
-        return self.drivers[sorted(locations)[0]]
+            if name in known:
+                return name
+        return sorted(known)[0] if known else None
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -165,10 +182,16 @@ class DistributedStorage:
     async def clean_partial_uploads(self, locations: Locations, older_than: timedelta) -> int:
         return await self.driver_for(locations, write=True).clean_partial_uploads(older_than)
 
+    async def clean_orphaned_multipart_uploads(
+        self, locations: Locations, older_than: timedelta
+    ) -> int:
+        driver = self.driver_for(locations, write=True)
+        return await driver.clean_orphaned_multipart_uploads(older_than)
+
     async def copy_between(self, path: str, source: str, destination: str) -> None:
         """Copy one object from one location to another (replication)."""
         if self.readonly:
-            raise ReadOnlyStorage("the registry is in read-only mode; writes are refused")
+            raise self._read_only([destination])
         src = self.driver_for([source])
         dst = self.driver_for([destination])
         try:

@@ -128,4 +128,9 @@ class StorageDriver(Protocol):
 
     async def clean_partial_uploads(self, older_than: timedelta) -> int: ...
 
+    async def clean_orphaned_multipart_uploads(self, older_than: timedelta) -> int:
+        """Abort the backend's own unfinished multipart uploads started before `older_than`
+        ago; the number aborted (0 where the backend has no such thing)."""
+        ...
+
     async def aclose(self) -> None: ...

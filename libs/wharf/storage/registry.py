@@ -85,7 +85,8 @@ def build_driver(location: str, driver: str, raw: dict[str, Any]) -> StorageDriv
     params = validate_params(location, driver, raw)
     if spec.implementation is None:
         raise StorageConfigError(
-            f"storage driver {driver} is known but not implemented in this release of Wharf",
+            f"storage driver {driver} is known but not implemented in this release of Wharf; "
+            "a later release adds it (see docs/configuration.md for the drivers available)",
             location=location,
             driver=driver,
         )

@@ -151,12 +151,11 @@ class UploadCleanup:
         ):
             return
         self._last_multipart = loop.time()
-        for location in self.ctx.storage.locations:
-            driver = self.ctx.storage.driver_for([location], write=True)
-            abort = getattr(driver, "clean_orphaned_multipart_uploads", None)
-            if abort is None:
-                continue
+        storage = self.ctx.storage
+        for location in storage.locations:
             try:
-                report.multipart_uploads_aborted += await abort(MULTIPART_MAX_AGE)
+                report.multipart_uploads_aborted += await storage.clean_orphaned_multipart_uploads(
+                    [location], MULTIPART_MAX_AGE
+                )
             except StorageError as exc:
                 log.warning("could not abort old multipart uploads in %s: %s", location, exc)

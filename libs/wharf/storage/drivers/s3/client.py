@@ -77,6 +77,10 @@ def translate(exc: Exception, bucket: str, path: str | None) -> StorageError:
         return StorageConfigError(f"no usable S3 credentials: {exc}")
     if isinstance(exc, ResponseParserError):
         return BackendUnavailable(f"the backend answered something that is not S3: {exc}")
+    if isinstance(exc, KeyError):
+        # Well-formed XML that is not S3's (a proxy's XHTML page) parses, then lacks what S3
+        # and STS always send: botocore's query parser, or our reading of an answer, misses it.
+        return BackendUnavailable(f"the backend answered something that is not S3: no {exc}")
     if isinstance(
         exc,
         boto.EndpointConnectionError

@@ -248,29 +248,28 @@ class S3FamilyDriver(BaseDriver):
         await self._delete_keys(stale)
         return len(stale)
 
-    async def clean_orphaned_multipart_uploads(self, older_than: timedelta) -> int:
+    async def _do_clean_orphaned_multipart_uploads(self, older_than: timedelta) -> int:
         """Abort multipart uploads under this driver's prefix started before the threshold."""
-        async with self._operation("clean_orphaned_multipart_uploads"):
-            client = await self._client()
-            cutoff = datetime.now(UTC) - older_than
-            prefix = self._key("x")[:-1]
-            aborted = 0
-            paginator = client.get_paginator("list_multipart_uploads")
-            async for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=prefix):
-                for upload in page.get("Uploads", []):
-                    if upload["Initiated"] > cutoff:
-                        continue
-                    try:
-                        await client.abort_multipart_upload(
-                            Bucket=self.settings.bucket,
-                            Key=upload["Key"],
-                            UploadId=upload["UploadId"],
-                        )
-                        aborted += 1
-                    except ClientError as exc:
-                        if error_code(exc) not in ("NoSuchUpload", "NoSuchKey", "404"):
-                            raise
-            return aborted
+        client = await self._client()
+        cutoff = datetime.now(UTC) - older_than
+        prefix = self._key("x")[:-1]
+        aborted = 0
+        paginator = client.get_paginator("list_multipart_uploads")
+        async for page in paginator.paginate(Bucket=self.settings.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] > cutoff:
+                    continue
+                try:
+                    await client.abort_multipart_upload(
+                        Bucket=self.settings.bucket,
+                        Key=upload["Key"],
+                        UploadId=upload["UploadId"],
+                    )
+                    aborted += 1
+                except ClientError as exc:
+                    if error_code(exc) not in ("NoSuchUpload", "NoSuchKey", "404"):
+                        raise
+        return aborted
 
     # -- helpers ---------------------------------------------------------------------------
 
