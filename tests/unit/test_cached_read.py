@@ -37,19 +37,23 @@ def test_reads_what_pread_reads(data_file: tuple[int, bytes]) -> None:
         got = read(size, offset)
         assert got == data[offset : offset + size]
         assert type(got) is bytes
-        assert cached_read.read_cached(fd, size, offset) == got
+        fresh = cached_read.cached_reader(fd)  # a second reader of the same file agrees
+        assert fresh is not None
+        assert fresh(size, offset) == got
         kept.append((got, data[offset : offset + size]))
     assert all(got == expected for got, expected in kept)
-    assert cached_read.read_cached(fd, 0, 0) is None
+    assert read(0, 0) is None
+    bad = cached_read.cached_reader(-1)
+    assert bad is not None
     with pytest.raises(OSError, match="Bad file descriptor"):
-        cached_read.read_cached(-1, 10, 0)
+        bad(10, 0)
 
 
 def test_unavailable_means_none(
     data_file: tuple[int, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cached_read, "_NATIVE", None)
-    assert cached_read.read_cached(data_file[0], 10, 0) is None
+    assert cached_read.cached_reader(data_file[0]) is None
 
 
 def cached_for(blocks: int | None) -> Callable[[int], PageCacheRead]:

@@ -66,21 +66,21 @@ class DistributedStorage:
             raise StorageConfigError(
                 f"unknown storage location {unknown[0]!r}", location=unknown[0]
             )
-        target = self.preferred_target(locations)
+        target = self._target(locations)
         assert target is not None  # every location is known and there is at least one
         return self.drivers[target]
 
     def _read_only(self, locations: Locations) -> ReadOnlyStorage:
         """The refusal of a write, naming where it would have gone (the location and its
         driver) when the target is known."""
-        target = self.preferred_target(locations)
+        target = self._target(locations)
         return ReadOnlyStorage(
             "the registry is in read-only mode; writes are refused",
             location=target,
             driver=self.drivers[target].driver_name if target else None,
         )
 
-    def preferred_target(self, locations: Locations) -> str | None:
+    def _target(self, locations: Locations) -> str | None:
         """The location `driver_for` picks from `locations`; None if none is configured."""
         known = [name for name in locations if name in self.drivers]
         for name in self.preferred_locations:

@@ -8,8 +8,8 @@ block, which was the largest cost of local reads (see docs/architecture.md, loca
 Python's `os.preadv` only fills writable buffers (a `bytearray`, zero-filled first: 20% of
 the time of a cached read), so this module does what `os.pread` does in C: it creates an
 uninitialised `bytes` of the wanted size and reads into it before anyone else sees it. That
-needs CPython and its `bytes` layout; `read_cached` checks both once and otherwise answers
-None (the caller then reads in the thread pool, as before).
+needs CPython and its `bytes` layout, checked once at import; elsewhere `cached_reader`
+answers None (the caller then reads in the thread pool, as before).
 
 A stream asks for one reader per open file (`cached_reader`): it builds its I/O vector once,
 since every object a cached read touches costs a cache miss right after a 2 MiB copy (the
@@ -93,11 +93,3 @@ def cached_reader(fd: int) -> PageCacheRead | None:
         return buffer if count == size else buffer[:count]
 
     return read
-
-
-def read_cached(fd: int, size: int, offset: int) -> bytes | None:
-    """One read of `cached_reader`: up to `size` bytes at `offset` if the page cache holds
-    them (b"" at end of file); None when the read would wait for the disk or this platform
-    cannot say."""
-    read = cached_reader(fd)
-    return None if read is None else read(size, offset)
